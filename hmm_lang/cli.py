@@ -1,0 +1,144 @@
+"""The ``hmm-lang`` command: long jobs from the shell. Every subcommand has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hmm_lang.errors import HmmLangError
+from hmm_lang.tokenizer import DEFAULT_VOCAB_SIZES
+
+log = logging.getLogger("hmm_lang")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default="default",
+        help="'default' (embedded synthetic stories), 'tinystories' (Hugging Face hub), or a path "
+        "(.txt with <|endoftext|> separators, .jsonl/.json, .parquet, save_to_disk folder)",
+    )
+    g.add_argument("--valid", default=None, help="validation file; default: carve 10%% off --data")
+    g.add_argument("--max-stories", type=int, default=None, help="cap on training stories")
+    g.add_argument("--valid-fraction", type=float, default=0.1)
+    g.add_argument("--seed", type=int, default=0, help="seed of the split and the generator")
+
+
+def _corpus(args):
+    from hmm_lang.corpus import load_corpus
+
+    return load_corpus(
+        args.data,
+        args.valid,
+        max_stories=args.max_stories,
+        valid_fraction=args.valid_fraction,
+        seed=args.seed,
+    )
+
+
+def cmd_tokenizers(args) -> None:
+    from hmm_lang.tokenizer import load_tokenizer, token_pieces, train_tokenizers
+
+    corpus = _corpus(args)
+    log.info("corpus: %s", corpus.describe())
+    dirs = train_tokenizers(corpus.train, args.vocab_sizes, args.out_dir, force=args.force)
+    for v, d in dirs.items():
+        pieces = token_pieces(load_tokenizer(d), "Hello, world!")
+        print(f"V={v}: {d}  'Hello, world!' -> {pieces}")
+
+
+def cmd_stats(args) -> None:
+    from hmm_lang.records import new_run_dir
+    from hmm_lang.stats import collect_token_stats, save_token_stats, stats_table
+    from hmm_lang.tokenizer import train_tokenizers
+
+    corpus = _corpus(args)
+    train_tokenizers(corpus.train, args.vocab_sizes, args.tokenizers_dir)
+    stats = collect_token_stats(corpus.valid, args.tokenizers_dir, args.vocab_sizes)
+    out = Path(args.out) if args.out else new_run_dir(args.records_dir, "stats")
+    out.mkdir(parents=True, exist_ok=True)
+    for path in save_token_stats(stats, out):
+        print(f"wrote {path}")
+    for row in stats_table(stats):
+        print(row)
+
+
+def cmd_run(args) -> None:
+    from hmm_lang.pipeline import run_pipeline
+
+    run_dir = run_pipeline(
+        data=args.data,
+        valid=args.valid,
+        profile=args.profile,
+        out_dir=args.out_dir,
+        tokenizers_dir=args.tokenizers_dir,
+        force=args.force,
+        max_stories=args.max_stories,
+        seed=args.seed,
+    )
+    print((run_dir / "summary.md").read_text())
+    print(f"run folder: {run_dir}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hmm-lang", description="HMMs, n-grams and transformers on TinyStories."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tokenizers", help="train byte-level BPE tokenizers")
+    _add_data_args(p)
+    p.add_argument("--vocab-sizes", type=int, nargs="+", default=list(DEFAULT_VOCAB_SIZES))
+    p.add_argument("--out-dir", default="tokenizers")
+    p.add_argument("--force", action="store_true", help="retrain even if an identical one exists")
+    p.set_defaults(func=cmd_tokenizers)
+
+    p = sub.add_parser("stats", help="token statistics: rank-frequency figure and tables")
+    _add_data_args(p)
+    p.add_argument("--vocab-sizes", type=int, nargs="+", default=list(DEFAULT_VOCAB_SIZES))
+    p.add_argument("--tokenizers-dir", default="tokenizers")
+    p.add_argument("--records-dir", default="records")
+    p.add_argument("--out", default=None, help="output folder (default records/<time>_stats)")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("run", help="the main job: the whole study in one run folder")
+    _add_data_args(p)
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    p.add_argument("--out-dir", default="records")
+    p.add_argument("--tokenizers-dir", default="tokenizers")
+    p.add_argument("--force", action="store_true", help="redo stages whose outputs exist")
+    p.set_defaults(func=cmd_run)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands():
+    """Subcommands defined beside the code they drive (HMMs, n-grams, training)."""
+    from hmm_lang import cli_models
+
+    return cli_models.REGISTER
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        args.func(args)
+    except HmmLangError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""``hmm-lang`` subcommands for models: n-grams and HMMs."""
+
+from __future__ import annotations
+
+REGISTER: list = []

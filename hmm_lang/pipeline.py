@@ -1,0 +1,157 @@
+"""``hmm-lang run``: the whole study as named, idempotent stages in one run folder.
+
+Each stage writes its outputs atomically and then a marker ``stages/<name>.json`` holding the
+hash of its inputs; a rerun with the same inputs skips every stage whose marker matches, so a
+killed run resumes where it stopped and never reads a half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hmm_lang.atomic import write_json, write_text, write_yaml
+from hmm_lang.corpus import Corpus, load_corpus
+from hmm_lang.records import new_run_dir, write_environment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one run of the study."""
+
+    synthetic_stories: int
+    vocab_sizes: tuple[int, ...] = (1024, 2048, 4096)
+    ngram_orders: tuple[int, ...] = (2, 3, 4, 5)
+    hmm_states: tuple[int, ...] = (16, 64)
+    hmm_iters: int = 10
+    hmm_train_stories: int | None = None
+    cloned_clones: tuple[int, ...] = ()
+    max_valid_stories: int | None = None
+
+
+PROFILES = {
+    "smoke": Profile(
+        synthetic_stories=2500,
+        ngram_orders=(2, 3),
+        hmm_states=(8,),
+        hmm_iters=3,
+        hmm_train_stories=300,
+        cloned_clones=(2,),
+        max_valid_stories=100,
+    ),
+    "cpu": Profile(
+        synthetic_stories=20_000,
+        hmm_states=(16, 64, 256),
+        hmm_iters=10,
+        hmm_train_stories=5000,
+        cloned_clones=(4, 16),
+        max_valid_stories=1000,
+    ),
+    "gpu": Profile(
+        synthetic_stories=200_000,
+        hmm_states=(16, 64, 256, 1024),
+        hmm_iters=20,
+        cloned_clones=(4, 16, 32),
+    ),
+}
+
+
+@dataclass
+class RunState:
+    run_dir: Path
+    corpus: Corpus
+    profile: Profile
+    tokenizers_dir: Path
+    force: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    results: list[dict] = field(default_factory=list)
+
+
+def _hash(obj) -> str:
+    return hashlib.blake2b(json.dumps(obj, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def run_stage(state: RunState, name: str, inputs: dict, fn: Callable[[Path], dict]) -> dict:
+    """Run ``fn(stage_dir)`` unless a marker with the same input hash exists; return its result."""
+    marker = state.run_dir / "stages" / f"{name}.json"
+    key = _hash(inputs)
+    if marker.exists() and not state.force:
+        done = json.loads(marker.read_text())
+        if done.get("inputs_hash") == key:
+            log.info("stage %s: reusing outputs", name)
+            state.timings[name] = done["seconds"]
+            return done["result"]
+    log.info("stage %s: running", name)
+    t0 = time.perf_counter()
+    stage_dir = state.run_dir / name
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    result = fn(stage_dir)
+    seconds = time.perf_counter() - t0
+    write_json(marker, {"inputs_hash": key, "seconds": seconds, "result": result})
+    state.timings[name] = seconds
+    return result
+
+
+def _find_run(out_dir: Path, config: dict) -> Path | None:
+    """The newest ``*_run`` folder under ``out_dir`` started with the same config."""
+    for run in sorted(out_dir.glob("*_run*"), reverse=True):
+        cfg = run / "run.yaml"
+        if cfg.exists() and yaml.safe_load(cfg.read_text()) == config:
+            return run
+    return None
+
+
+def run_pipeline(
+    data: str = "default",
+    valid: str | None = None,
+    profile: str = "cpu",
+    out_dir: str | Path = "records",
+    tokenizers_dir: str | Path = "tokenizers",
+    force: bool = False,
+    max_stories: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Run every stage of the study; return the run folder (``records/<time>_run``)."""
+    from hmm_lang import stages
+
+    prof = PROFILES[profile]
+    config = {
+        "data": data,
+        "valid": valid,
+        "profile": profile,
+        "profile_settings": json.loads(json.dumps(asdict(prof))),
+        "max_stories": max_stories,
+        "seed": seed,
+        "tokenizers_dir": str(tokenizers_dir),
+    }
+    out_dir = Path(out_dir)
+    run_dir = None if force else _find_run(out_dir, config)
+    if run_dir is None:
+        run_dir = new_run_dir(out_dir, "run")
+        write_yaml(run_dir / "run.yaml", config)
+        write_environment(run_dir)
+    else:
+        log.info("resuming %s", run_dir)
+    corpus = load_corpus(
+        data,
+        valid,
+        max_stories=max_stories,
+        seed=seed,
+        synthetic_stories=prof.synthetic_stories,
+        max_valid_stories=prof.max_valid_stories,
+    )
+    log.info("corpus: %s", corpus.describe())
+    state = RunState(run_dir, corpus, prof, Path(tokenizers_dir), force)
+    for stage in stages.STAGES:
+        stage(state)
+    write_text(run_dir / "summary.md", stages.summary_markdown(state))
+    return run_dir

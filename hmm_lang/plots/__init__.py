@@ -1,0 +1,1 @@
+"""Figures. Every function returns a plotly ``go.Figure`` and never shows it."""

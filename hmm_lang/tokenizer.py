@@ -1,0 +1,181 @@
+"""Byte-level BPE tokenizers at several vocabulary sizes, trained once and reused.
+
+Layout under ``out_dir`` (``tokenizers/`` by default), as in the original research notebook::
+
+    custom_tokenizer_{V}/tokenizer.json     # the HF ``tokenizers`` model (+ vocab.json, merges.txt)
+    custom_tokenizer_{V}/hmm_lang.json      # what it was trained on, to skip identical retraining
+    HF_custom_tokenizer_{V}/                # ``PreTrainedTokenizerFast.save_pretrained``
+
+>>> tok = load_tokenizer("tokenizers/HF_custom_tokenizer_4096")  # doctest: +SKIP
+>>> token_pieces(tok, "Hello, world!")  # doctest: +SKIP
+['Hello', ',', ' world', '!']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from hmm_lang.atomic import atomic_dir, write_json
+from hmm_lang.corpus import StorySource
+from hmm_lang.errors import HmmLangError
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ("<s>", "</s>", "<pad>", "<unk>")
+BOS, EOS, PAD, UNK = SPECIAL_TOKENS
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # the byte alphabet plus the special tokens
+DEFAULT_VOCAB_SIZES = (1024, 2048, 4096)
+META_FILE = "hmm_lang.json"
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Everything that determines a trained tokenizer; equal specs give equal tokenizers."""
+
+    vocab_size: int
+    data_fingerprint: str
+    min_frequency: int = 2
+    special_tokens: tuple[str, ...] = SPECIAL_TOKENS
+
+
+def custom_dir(out_dir: str | Path, vocab_size: int) -> Path:
+    return Path(out_dir) / f"custom_tokenizer_{vocab_size}"
+
+
+def hf_dir(out_dir: str | Path, vocab_size: int) -> Path:
+    return Path(out_dir) / f"HF_custom_tokenizer_{vocab_size}"
+
+
+def _read_spec(path: Path) -> TokenizerSpec | None:
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+        meta["special_tokens"] = tuple(meta["special_tokens"])
+        return TokenizerSpec(**meta)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def check_vocab_size(vocab_size: int) -> None:
+    if vocab_size < MIN_VOCAB:
+        raise HmmLangError(
+            f"vocab size {vocab_size} is below {MIN_VOCAB} (256 bytes + {len(SPECIAL_TOKENS)} "
+            "special tokens); choose a larger vocab size"
+        )
+    if vocab_size > 65536:
+        raise HmmLangError(f"vocab size {vocab_size} exceeds 65536 (token ids are stored as uint16)")
+
+
+def train_tokenizer(
+    source: StorySource,
+    vocab_size: int,
+    out_dir: str | Path = "tokenizers",
+    min_frequency: int = 2,
+    force: bool = False,
+) -> Path:
+    """Train a byte-level BPE tokenizer on ``source``; return its ``HF_custom_tokenizer_{V}`` dir.
+
+    Skipped when a tokenizer with the same spec (data fingerprint and settings) exists, unless
+    ``force``. Raises :class:`HmmLangError` when the corpus cannot support ``vocab_size``.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    check_vocab_size(vocab_size)
+    spec = TokenizerSpec(vocab_size, source.fingerprint(), min_frequency)
+    cdir, hdir = custom_dir(out_dir, vocab_size), hf_dir(out_dir, vocab_size)
+    if not force and _read_spec(cdir) == spec and (hdir / "tokenizer.json").exists():
+        log.info("reusing %s (same data and settings)", cdir)
+        return hdir
+
+    tok = ByteLevelBPETokenizer()
+    batches = tqdm(
+        source.iter_batches(1000), desc=f"BPE {vocab_size}", unit="batch", leave=False
+    )
+    n_stories = 0
+
+    def counted():
+        nonlocal n_stories
+        for batch in batches:
+            n_stories += len(batch)
+            yield batch
+
+    tok.train_from_iterator(
+        counted(),
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
+    )
+    if n_stories == 0:
+        raise HmmLangError(f"no stories in {source.name}; the corpus is empty")
+    if tok.get_vocab_size() != vocab_size:
+        raise HmmLangError(
+            f"{source.name} ({n_stories} stories) supports only {tok.get_vocab_size()} tokens at "
+            f"min_frequency={min_frequency}, fewer than vocab size {vocab_size}; use more stories "
+            "or a smaller vocab size"
+        )
+    # The HF folder first, the custom folder (holding the spec) last: the spec's presence
+    # means both are complete.
+    with atomic_dir(hdir) as tmp:
+        hf = PreTrainedTokenizerFast(
+            tokenizer_object=tok._tokenizer, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD
+        )
+        hf.save_pretrained(str(tmp))
+    with atomic_dir(cdir) as tmp:
+        tok.save(str(tmp / "tokenizer.json"))
+        tok.save_model(str(tmp))
+        meta = asdict(spec) | {"n_stories": n_stories, "source": source.name}
+        write_json(tmp / META_FILE, meta)
+    log.info("trained %s on %d stories", cdir, n_stories)
+    return hdir
+
+
+def train_tokenizers(
+    source: StorySource,
+    vocab_sizes=DEFAULT_VOCAB_SIZES,
+    out_dir: str | Path = "tokenizers",
+    force: bool = False,
+) -> dict[int, Path]:
+    """Train (or reuse) one tokenizer per vocab size; returns ``{V: HF dir}``."""
+    for v in vocab_sizes:
+        check_vocab_size(v)  # fail before any training, not after the first size
+    return {v: train_tokenizer(source, v, out_dir, force=force) for v in vocab_sizes}
+
+
+def resolve_tokenizer_dir(path: str | Path) -> Path:
+    """Accept an ``HF_custom_tokenizer_{V}`` or ``custom_tokenizer_{V}`` folder (or a run folder
+    holding ``tokenizer/``); return the HF folder."""
+    p = Path(path)
+    if (p / "tokenizer").is_dir():
+        p = p / "tokenizer"
+    if p.name.startswith("custom_tokenizer_"):
+        sibling = p.parent / ("HF_" + p.name)
+        if sibling.is_dir():
+            p = sibling
+    if not (p / "tokenizer.json").exists():
+        raise HmmLangError(
+            f"no tokenizer at {p} (tokenizer.json missing); train one with `hmm-lang tokenizers`"
+        )
+    return p
+
+
+def load_tokenizer(path: str | Path):
+    """The ``PreTrainedTokenizerFast`` saved at ``path`` (see :func:`resolve_tokenizer_dir`)."""
+    from transformers import PreTrainedTokenizerFast
+
+    p = resolve_tokenizer_dir(path)
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(str(p))
+    except Exception as e:
+        raise HmmLangError(f"cannot load the tokenizer at {p} ({e}); retrain it with --force") from None
+
+
+def token_pieces(tokenizer, text: str) -> list[str]:
+    """The text of each token of ``text``: ``"Hello, world!"`` -> ``['Hello', ',', ' world', '!']``."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return [tokenizer.decode([i]) for i in ids]
