@@ -71,7 +71,9 @@ def _encode(tokenizer, source: StorySource, batch_size: int) -> TokenStream:
     chunks: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     story_bytes: list[int] = []
-    bar = tqdm(desc=f"pretokenize {source.name}", unit="story", total=source.n_stories(), leave=False)
+    bar = tqdm(
+        desc=f"pretokenize {source.name}", unit="story", total=source.n_stories(), leave=False
+    )
     for batch in source.iter_batches(batch_size):
         encs = tokenizer.encode_batch(batch, add_special_tokens=False)
         for text, enc in zip(batch, encs, strict=True):
@@ -109,7 +111,11 @@ def pretokenize(
         try:
             with np.load(cache) as z:
                 return TokenStream(
-                    z["tokens"], z["offsets"], z["story_bytes"], int(z["vocab_size"]), int(z["eos_id"])
+                    z["tokens"],
+                    z["offsets"],
+                    z["story_bytes"],
+                    int(z["vocab_size"]),
+                    int(z["eos_id"]),
                 )
         except (OSError, ValueError, KeyError):
             log.warning("cache %s is unreadable; re-encoding", cache)

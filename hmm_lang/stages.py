@@ -22,7 +22,9 @@ def stage_token_stats(state: RunState) -> None:
     from hmm_lang.stats import collect_token_stats, save_token_stats, stats_table
 
     def fn(stage_dir: Path) -> dict:
-        stats = collect_token_stats(state.corpus.valid, state.tokenizers_dir, state.profile.vocab_sizes)
+        stats = collect_token_stats(
+            state.corpus.valid, state.tokenizers_dir, state.profile.vocab_sizes
+        )
         save_token_stats(stats, stage_dir)
         return {"table": stats_table(stats)}
 

@@ -40,7 +40,9 @@ def token_counts(stream: TokenStream, special_ids: list[int]) -> np.ndarray:
     return counts
 
 
-def zipf_exponent(sorted_counts: np.ndarray, min_rank: int = 1, max_rank: int | None = None) -> float:
+def zipf_exponent(
+    sorted_counts: np.ndarray, min_rank: int = 1, max_rank: int | None = None
+) -> float:
     """Least-squares slope s of log f = c - s log r over ranks with nonzero counts."""
     f = np.asarray(sorted_counts, dtype=np.float64)
     f = f[f > 0][min_rank - 1 : max_rank]

@@ -124,10 +124,7 @@ def _sentence(rng: random.Random, c: _Cast) -> str:
     if k == 1:
         return f"One day, {c.hero} saw {_a(ADJ(rng))} {OBJECT(rng)} in the {PLACE(rng)}."
     if k == 2:
-        return (
-            f'"{GREET(rng)}, {c.friend}!" said {c.hero}. "Can we {base} the {c.thing} '
-            f'together?"'
-        )
+        return f'"{GREET(rng)}, {c.friend}!" said {c.hero}. "Can we {base} the {c.thing} together?"'
     if k == 3:
         return f"{c.friend} felt {FEEL(rng)}. {_cap(c.he)} {past} and {past2} all day."
     if k == 4:
@@ -145,7 +142,7 @@ def _sentence(rng: random.Random, c: _Cast) -> str:
         )
     if k == 8:
         return f"{c.friend} helped {c.hero} {base} the {c.thing}. They were so {FEEL(rng)}."
-    return f"{_cap(c.his)} {FAMILY(rng)} said, \"Be {VIRTUE(rng)} and {base2} with care.\""
+    return f'{_cap(c.his)} {FAMILY(rng)} said, "Be {VIRTUE(rng)} and {base2} with care."'
 
 
 def _ending(rng: random.Random, c: _Cast) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -55,7 +55,7 @@ def _read_spec(path: Path) -> TokenizerSpec | None:
     try:
         meta = json.loads((path / META_FILE).read_text())
         meta["special_tokens"] = tuple(meta["special_tokens"])
-        return TokenizerSpec(**meta)
+        return TokenizerSpec(**{f.name: meta[f.name] for f in fields(TokenizerSpec)})
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -67,7 +67,9 @@ def check_vocab_size(vocab_size: int) -> None:
             "special tokens); choose a larger vocab size"
         )
     if vocab_size > 65536:
-        raise HmmLangError(f"vocab size {vocab_size} exceeds 65536 (token ids are stored as uint16)")
+        raise HmmLangError(
+            f"vocab size {vocab_size} exceeds 65536 (token ids are stored as uint16)"
+        )
 
 
 def train_tokenizer(
@@ -82,8 +84,9 @@ def train_tokenizer(
     Skipped when a tokenizer with the same spec (data fingerprint and settings) exists, unless
     ``force``. Raises :class:`HmmLangError` when the corpus cannot support ``vocab_size``.
     """
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
+
+    from tokenizers import ByteLevelBPETokenizer
 
     check_vocab_size(vocab_size)
     spec = TokenizerSpec(vocab_size, source.fingerprint(), min_frequency)
@@ -93,9 +96,7 @@ def train_tokenizer(
         return hdir
 
     tok = ByteLevelBPETokenizer()
-    batches = tqdm(
-        source.iter_batches(1000), desc=f"BPE {vocab_size}", unit="batch", leave=False
-    )
+    batches = tqdm(source.iter_batches(1000), desc=f"BPE {vocab_size}", unit="batch", leave=False)
     n_stories = 0
 
     def counted():
@@ -123,7 +124,11 @@ def train_tokenizer(
     # means both are complete.
     with atomic_dir(hdir) as tmp:
         hf = PreTrainedTokenizerFast(
-            tokenizer_object=tok._tokenizer, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD
+            tokenizer_object=tok._tokenizer,
+            bos_token=BOS,
+            eos_token=EOS,
+            unk_token=UNK,
+            pad_token=PAD,
         )
         hf.save_pretrained(str(tmp))
     with atomic_dir(cdir) as tmp:
@@ -172,7 +177,9 @@ def load_tokenizer(path: str | Path):
     try:
         return PreTrainedTokenizerFast.from_pretrained(str(p))
     except Exception as e:
-        raise HmmLangError(f"cannot load the tokenizer at {p} ({e}); retrain it with --force") from None
+        raise HmmLangError(
+            f"cannot load the tokenizer at {p} ({e}); retrain it with --force"
+        ) from None
 
 
 def token_pieces(tokenizer, text: str) -> list[str]:

@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+import pytest
+
+from hmm_lang.cli import build_parser, main
+
+SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+def test_console_script_help():
+    out = subprocess.run(["hmm-lang", "--help"], capture_output=True, text=True, check=True)
+    assert "tokenizers" in out.stdout and "run" in out.stdout
+
+
+@pytest.mark.parametrize("cmd", SUBCOMMANDS)
+def test_every_subcommand_has_help(cmd):
+    out = subprocess.run(
+        [sys.executable, "-m", "hmm_lang.cli", cmd, "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "usage: hmm-lang " + cmd in out.stdout
+
+
+def test_bad_input_is_one_line_error(tmp_path, capsys):
+    assert (
+        main(["tokenizers", "--data", str(tmp_path / "nope.txt"), "--out-dir", str(tmp_path)]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: data path") and "\n" not in err
+
+
+def test_tokenizers_and_stats_commands(tmp_path, capsys):
+    tok = tmp_path / "tok"
+    args = ["--max-stories", "2500", "--vocab-sizes", "512", "1024"]
+    assert main(["tokenizers", *args, "--out-dir", str(tok)]) == 0
+    assert "'Hello, world!' ->" in capsys.readouterr().out
+    assert (tok / "custom_tokenizer_512" / "tokenizer.json").exists()
+    out = tmp_path / "stats"
+    assert main(["stats", *args, "--tokenizers-dir", str(tok), "--out", str(out)]) == 0
+    assert (out / "rank_frequency.html").exists() and (out / "token_stats.csv").exists()
+    assert len((out / "token_stats.csv").read_text().splitlines()) == 3

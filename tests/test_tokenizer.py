@@ -1,0 +1,99 @@
+import json
+import os
+
+import pytest
+
+from hmm_lang.corpus import load_corpus
+from hmm_lang.errors import HmmLangError
+from hmm_lang.tokenizer import (
+    SPECIAL_TOKENS,
+    custom_dir,
+    hf_dir,
+    load_tokenizer,
+    token_pieces,
+    train_tokenizer,
+)
+
+
+@pytest.mark.parametrize("v", [1024, 2048, 4096])
+def test_layout_and_exact_vocab_size(tokenizers_dir, v):
+    assert (custom_dir(tokenizers_dir, v) / "tokenizer.json").exists()
+    assert (hf_dir(tokenizers_dir, v) / "tokenizer.json").exists()
+    assert (hf_dir(tokenizers_dir, v) / "tokenizer_config.json").exists()
+    tok = load_tokenizer(hf_dir(tokenizers_dir, v))
+    assert len(tok) == v
+    assert tok.bos_token == "<s>" and tok.eos_token == "</s>"
+    assert tok.pad_token == "<pad>" and tok.unk_token == "<unk>"
+    assert [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3]
+    data = json.loads((custom_dir(tokenizers_dir, v) / "tokenizer.json").read_text())
+    assert data["model"]["type"] == "BPE" and data["pre_tokenizer"]["type"] == "ByteLevel"
+
+
+@pytest.mark.parametrize("v", [1024, 4096])
+def test_round_trip_on_stories_and_odd_text(tokenizers_dir, corpus, v):
+    tok = load_tokenizer(hf_dir(tokenizers_dir, v))
+    texts = list(corpus.valid.iter_stories())[:50]
+    texts += ["Ünïcödé 😀 text\twith  spaces\n\nand lines", "  leading space", ""]
+    for text in texts:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text
+
+
+def test_pieces_helper(tokenizers_dir):
+    tok = load_tokenizer(custom_dir(tokenizers_dir, 4096))  # the custom dir resolves too
+    assert token_pieces(tok, "Hello, Lily!") == ["Hello", ",", " Lily", "!"]
+    text = "Once upon a time, a zebra-ish thing!"
+    assert "".join(token_pieces(tok, text)) == text
+
+
+def test_larger_vocab_gives_fewer_tokens(tokenizers_dir, corpus):
+    text = " ".join(list(corpus.valid.iter_stories())[:20])
+    n = [
+        len(load_tokenizer(hf_dir(tokenizers_dir, v))(text)["input_ids"])
+        for v in (1024, 2048, 4096)
+    ]
+    assert n[0] > n[1] > n[2]
+
+
+def test_identical_tokenizer_is_reused_unless_forced(tmp_path):
+    src = load_corpus("default", synthetic_stories=300).train
+    train_tokenizer(src, 512, tmp_path)
+    path = custom_dir(tmp_path, 512) / "tokenizer.json"
+    mtime = os.stat(path).st_mtime_ns
+    train_tokenizer(src, 512, tmp_path)
+    assert os.stat(path).st_mtime_ns == mtime
+    train_tokenizer(src, 512, tmp_path, force=True)
+    assert os.stat(path).st_mtime_ns != mtime
+    other = load_corpus("default", synthetic_stories=300, seed=1).train
+    train_tokenizer(other, 512, tmp_path)  # different data: retrained
+    assert (
+        json.loads((custom_dir(tmp_path, 512) / "hmm_lang.json").read_text())["data_fingerprint"]
+        == other.fingerprint()
+    )
+
+
+def test_vocab_below_minimum(tmp_path):
+    src = load_corpus("default", synthetic_stories=10).train
+    with pytest.raises(HmmLangError, match="below 260"):
+        train_tokenizer(src, 200, tmp_path)
+
+
+def test_corpus_too_small_is_reported_and_leaves_nothing(tmp_path):
+    src = load_corpus("default", synthetic_stories=20).train
+    with pytest.raises(HmmLangError, match="supports only .* fewer than vocab size 4096"):
+        train_tokenizer(src, 4096, tmp_path / "tok")
+    assert not any((tmp_path / "tok").glob("*")) if (tmp_path / "tok").exists() else True
+
+
+def test_empty_corpus(tmp_path):
+    p = tmp_path / "only_separators.txt"
+    p.write_text("<|endoftext|>\n\n<|endoftext|>\n")
+    src = load_corpus(str(p), valid=str(p)).train
+    with pytest.raises(HmmLangError, match="no stories"):
+        train_tokenizer(src, 512, tmp_path / "tok")
+    assert not (tmp_path / "tok" / "custom_tokenizer_512").exists()
+
+
+def test_missing_tokenizer_message(tmp_path):
+    with pytest.raises(HmmLangError, match="hmm-lang tokenizers"):
+        load_tokenizer(tmp_path)
