@@ -1,0 +1,97 @@
+"""Pack variable-length sequences into lanes, so batched HMM passes waste almost no work.
+
+A batch is N lanes of T steps. Each lane holds several whole sequences back to back; the
+forward pass restarts from the initial distribution where ``start`` is True, so sequences stay
+independent while every step of the Python loop serves N tokens. Only lane tails are padding.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hmm_lang.errors import HmmLangError
+
+
+@dataclass
+class LaneBatch:
+    tokens: torch.Tensor  # (N, T) int64; 0 at padding
+    start: torch.Tensor  # (N, T) bool; True where a sequence begins
+    valid: torch.Tensor  # (N, T) bool; False at padding
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.valid.sum())
+
+    @property
+    def n_sequences(self) -> int:
+        return int(self.start.sum())
+
+    def to(self, device) -> LaneBatch:
+        return LaneBatch(self.tokens.to(device), self.start.to(device), self.valid.to(device))
+
+
+def check_sequences(sequences: Sequence[np.ndarray], vocab_size: int) -> None:
+    """One-line errors for empty input, empty sequences and out-of-range token ids."""
+    if len(sequences) == 0:
+        raise HmmLangError("no sequences to fit or score; the token stream is empty")
+    for i, s in enumerate(sequences):
+        if len(s) == 0:
+            raise HmmLangError(f"sequence {i} is empty; drop empty stories before fitting")
+    top = max(int(np.max(s)) for s in sequences)
+    low = min(int(np.min(s)) for s in sequences)
+    if top >= vocab_size or low < 0:
+        raise HmmLangError(
+            f"token id {top if top >= vocab_size else low} is outside the model's vocabulary "
+            f"[0, {vocab_size}); use the tokenizer the model was built for"
+        )
+
+
+def pack_lanes(
+    sequences: Sequence[np.ndarray], batch_tokens: int = 1 << 18, lane_len: int = 512
+) -> list[LaneBatch]:
+    """Pack ``sequences`` into batches of about ``batch_tokens`` tokens in lanes of ``lane_len``
+    steps (raised to the longest sequence), longest first, each into the emptiest lane."""
+    if len(sequences) == 0:
+        raise HmmLangError("no sequences to pack; the token stream is empty")
+    lane_len = max(lane_len, max(len(s) for s in sequences))
+    n_lanes = max(1, batch_tokens // lane_len)
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    batches: list[list[list[int]]] = []
+    heap: list[tuple[int, int]] = []  # (used length, lane index) of the current batch
+    lanes: list[list[int]] = []
+    for i in order:
+        n = len(sequences[i])
+        if len(lanes) < n_lanes:
+            lanes.append([i])
+            heapq.heappush(heap, (n, len(lanes) - 1))
+            continue
+        used, lane = heap[0]
+        if used + n > lane_len:
+            batches.append(lanes)
+            lanes, heap = [[i]], [(n, 0)]
+            continue
+        lanes[lane].append(i)
+        heapq.heapreplace(heap, (used + n, lane))
+    batches.append(lanes)
+    return [_build(sequences, b) for b in batches]
+
+
+def _build(sequences: Sequence[np.ndarray], lanes: list[list[int]]) -> LaneBatch:
+    t = max(sum(len(sequences[i]) for i in lane) for lane in lanes)
+    tokens = np.zeros((len(lanes), t), dtype=np.int64)
+    start = np.zeros((len(lanes), t), dtype=bool)
+    valid = np.zeros((len(lanes), t), dtype=bool)
+    for row, lane in enumerate(lanes):
+        pos = 0
+        for i in lane:
+            s = sequences[i]
+            tokens[row, pos : pos + len(s)] = s
+            start[row, pos] = True
+            valid[row, pos : pos + len(s)] = True
+            pos += len(s)
+    return LaneBatch(torch.from_numpy(tokens), torch.from_numpy(start), torch.from_numpy(valid))

@@ -1,0 +1,112 @@
+"""Initialisations for EM: random Dirichlet, and a class-bigram start that escapes the plateau.
+
+Random-init EM on real token streams sits near the symmetric point (unigram level) for many
+iterations. The class-bigram start clusters tokens by their left and right context
+distributions (k-means on Hellinger features, weighted by frequency), gives each cluster a
+state whose emissions are its tokens' frequencies, and takes transitions from class bigram
+counts: EM then starts at a class-bigram model's likelihood instead of the unigram's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from hmm_lang.errors import HmmLangError
+from hmm_lang.hmm.model import CategoricalHMM, random_hmm
+
+log = logging.getLogger(__name__)
+
+INITS = ("class-bigram", "random")
+
+
+def bigram_counts(sequences: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
+    """(V, V) counts of adjacent pairs within sequences."""
+    prev = np.concatenate([s[:-1] for s in sequences]).astype(np.int64)
+    nxt = np.concatenate([s[1:] for s in sequences]).astype(np.int64)
+    flat = np.bincount(prev * vocab_size + nxt, minlength=vocab_size * vocab_size)
+    return flat.reshape(vocab_size, vocab_size).astype(np.float64)
+
+
+def kmeans(
+    x: torch.Tensor, k: int, weights: torch.Tensor, iters: int = 25, seed: int = 0
+) -> torch.Tensor:
+    """Weighted k-means (k-means++ seeding); returns the (n,) cluster of each row of x."""
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    centers = torch.empty(k, x.shape[1], dtype=x.dtype)
+    centers[0] = x[torch.multinomial(weights, 1, generator=g)]
+    d2 = ((x - centers[0]) ** 2).sum(1)
+    for j in range(1, k):
+        p = weights * d2
+        idx = torch.multinomial(p if p.sum() > 0 else weights, 1, generator=g)
+        centers[j] = x[idx]
+        d2 = torch.minimum(d2, ((x - centers[j]) ** 2).sum(1))
+    assign = torch.zeros(n, dtype=torch.long)
+    for _ in range(iters):
+        dist = torch.cdist(x, centers)
+        new = dist.argmin(1)
+        if torch.equal(new, assign) and _ > 0:
+            break
+        assign = new
+        sums = torch.zeros_like(centers).index_add_(0, assign, x * weights[:, None])
+        mass = torch.zeros(k, dtype=x.dtype).index_add_(0, assign, weights)
+        keep = mass > 0
+        centers[keep] = sums[keep] / mass[keep, None]
+    return assign
+
+
+def class_bigram_init(
+    sequences: Sequence[np.ndarray],
+    n_states: int,
+    vocab_size: int,
+    seed: int = 0,
+    context: int = 256,
+    noise: float = 0.1,
+) -> CategoricalHMM:
+    """An HMM whose states are token clusters: see the module docstring."""
+    if n_states < 1:
+        raise HmmLangError(f"the number of states must be at least 1, got {n_states}")
+    rng = np.random.default_rng(seed)
+    pairs = bigram_counts(sequences, vocab_size)
+    unigram = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=vocab_size)
+    used = np.flatnonzero(unigram)
+    top = np.argsort(-unigram)[: min(context, len(used))]
+    right = pairs[:, top] / np.maximum(pairs.sum(1, keepdims=True), 1)
+    left = pairs[top, :].T / np.maximum(pairs.sum(0)[:, None], 1)
+    feats = torch.from_numpy(np.sqrt(np.concatenate([left, right], 1))[used]).float()
+    n_clusters = min(n_states, len(used))
+    assign = kmeans(
+        feats, n_clusters, torch.from_numpy(np.sqrt(unigram[used])).float(), seed=seed
+    ).numpy()
+    # states beyond the clusters (K > used tokens) duplicate clusters; noise breaks the tie
+    cluster_of_state = np.arange(n_states) % n_clusters
+    share = 1.0 / np.bincount(cluster_of_state, minlength=n_clusters)[cluster_of_state]
+    cls = np.zeros(vocab_size, dtype=np.int64)
+    cls[used] = assign
+    member = np.zeros((n_clusters, vocab_size))
+    member[assign, used] = 1.0
+    trans_c = member @ pairs @ member.T  # (C, C) class bigram counts
+    starts = np.bincount(cls[[int(s[0]) for s in sequences]], minlength=n_clusters)
+    emit = 1e-3 + member[cluster_of_state] * unigram * share[:, None]
+    start = 0.1 / n_states + starts[cluster_of_state] * share
+    trans = 0.1 / n_states + trans_c[np.ix_(cluster_of_state, cluster_of_state)] * share[None, :]
+    params = []
+    for m in (start, trans, emit):
+        m = m * (1 + noise * rng.random(m.shape))
+        params.append(torch.from_numpy(m / m.sum(-1, keepdims=True)).float())
+    return CategoricalHMM(*params).validate()
+
+
+def initial_hmm(
+    init: str, sequences: Sequence[np.ndarray], n_states: int, vocab_size: int, seed: int = 0
+) -> CategoricalHMM:
+    """``init`` is one of :data:`INITS`."""
+    if init == "random":
+        return random_hmm(n_states, vocab_size, seed=seed)
+    if init == "class-bigram":
+        return class_bigram_init(sequences, n_states, vocab_size, seed=seed)
+    raise HmmLangError(f"unknown HMM initialisation {init!r}; choose one of {', '.join(INITS)}")

@@ -1,0 +1,125 @@
+"""EM: monotone objective, recovery of a known HMM, the class-bigram start, online EM."""
+
+import numpy as np
+import pytest
+import torch
+
+from hmm_lang.hmm import CategoricalHMM, e_step, fit_em, log_likelihood, pack_lanes, sample
+from hmm_lang.hmm.init import class_bigram_init, initial_hmm
+from hmm_lang.hmm.model import random_hmm
+
+
+def true_hmm():
+    return CategoricalHMM(
+        torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64),
+        torch.tensor([[0.8, 0.15, 0.05], [0.1, 0.7, 0.2], [0.3, 0.1, 0.6]], dtype=torch.float64),
+        torch.tensor(
+            [
+                [0.7, 0.2, 0.05, 0.05, 0.0, 0.0],
+                [0.0, 0.05, 0.7, 0.2, 0.05, 0.0],
+                [0.05, 0.0, 0.0, 0.1, 0.25, 0.6],
+            ],
+            dtype=torch.float64,
+        ),
+    )
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.5])
+def test_em_objective_never_decreases(smoothing):
+    seqs, _ = sample(true_hmm(), 200, 40, seed=0)
+    batches = pack_lanes(seqs, batch_tokens=2000)
+    start = random_hmm(4, 6, seed=1, dtype=torch.float64)
+    res = fit_em(start, batches, max_iter=30, tol=0.0, smoothing=smoothing, progress=False)
+    obj = [r.objective for r in res.monitor.history]
+    assert len(obj) == 30 and res.monitor.n_decreases == 0
+    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(obj, obj[1:], strict=False))
+    assert obj[-1] > obj[0]
+
+
+def _match_states(est: torch.Tensor, true: torch.Tensor) -> list[int]:
+    """The permutation of estimated states that best matches the true emission rows."""
+    import itertools
+
+    k = true.shape[0]
+    return list(
+        min(
+            itertools.permutations(range(k)), key=lambda p: float((est[list(p)] - true).abs().sum())
+        )
+    )
+
+
+def test_recovers_a_known_hmm_from_200k_samples():
+    truth = true_hmm()
+    seqs, _ = sample(truth, 2000, 100, seed=0)  # 200k tokens
+    held_out, _ = sample(truth, 200, 100, seed=1)
+    train = pack_lanes(seqs, batch_tokens=1 << 16)
+    valid = pack_lanes(held_out)
+    best = None
+    for seed in range(3):  # restarts, as a user would run them
+        res = fit_em(
+            random_hmm(3, 6, seed=seed, dtype=torch.float64),
+            train,
+            max_iter=150,
+            tol=1e-7,
+            smoothing=0.0,
+            progress=False,
+        )
+        ll = res.monitor.history[-1].log_likelihood
+        if best is None or ll > best[0]:
+            best = (ll, res.hmm)
+    est = best[1]
+    perm = _match_states(est.emit, truth.emit)
+    torch.testing.assert_close(est.emit[perm], truth.emit, atol=0.03, rtol=0)
+    torch.testing.assert_close(est.trans[perm][:, perm], truth.trans, atol=0.05, rtol=0)
+    ll_est, n = log_likelihood(est, valid)
+    ll_true, _ = log_likelihood(truth, valid)
+    assert (ll_true - ll_est) / n < 0.005  # nats per token
+
+
+def test_class_bigram_init_beats_random_start_and_unigram():
+    # a corpus with clear word classes: determiner -> noun -> verb cycles
+    rng = np.random.default_rng(0)
+    det, noun, verb = np.arange(0, 3), np.arange(3, 13), np.arange(13, 20)
+    seqs = []
+    for _ in range(300):
+        seqs.append(
+            np.concatenate(
+                [[rng.choice(det), rng.choice(noun), rng.choice(verb)] for _ in range(8)]
+            )
+        )
+    batches = pack_lanes(seqs)
+    unigram = np.bincount(np.concatenate(seqs), minlength=20) / sum(len(s) for s in seqs)
+    unigram_ll = float(np.log(unigram[np.concatenate(seqs)]).sum())
+    smart = class_bigram_init(seqs, 3, 20, seed=0)
+    rand = random_hmm(3, 20, seed=0)
+    ll_smart = e_step(smart, batches).log_likelihood
+    ll_rand = e_step(rand, batches).log_likelihood
+    assert ll_smart > unigram_ll + 0.5 * len(seqs) * 24  # far above the unigram level
+    assert ll_smart > ll_rand
+    with pytest.raises(Exception, match="unknown HMM initialisation"):
+        initial_hmm("magic", seqs, 3, 20)
+
+
+def test_more_states_than_tokens_in_init():
+    seqs = [np.array([0, 1, 2, 1, 0, 2])] * 5
+    hmm = class_bigram_init(seqs, 8, 4, seed=0)
+    assert hmm.n_states == 8 and hmm.emit.shape == (8, 4)
+
+
+def test_early_stopping_keeps_best_validation_parameters():
+    seqs, _ = sample(true_hmm(), 300, 30, seed=2)
+    valid, _ = sample(true_hmm(), 50, 30, seed=3)
+    vb = pack_lanes(valid)
+    res = fit_em(
+        random_hmm(12, 6, seed=0),
+        pack_lanes(seqs),
+        vb,
+        max_iter=40,
+        tol=0.0,
+        patience=2,
+        smoothing=0.0,
+        progress=False,
+    )
+    hist = res.monitor.history
+    vals = [r.valid_log_likelihood for r in hist]
+    assert log_likelihood(res.hmm, vb)[0] >= max(vals) - 1e-6

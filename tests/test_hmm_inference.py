@@ -1,0 +1,155 @@
+"""Known answers for the dense HMM: Wikipedia's Viterbi example, brute-force enumeration."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hmm_lang.errors import HmmLangError
+from hmm_lang.hmm import (
+    CategoricalHMM,
+    expected_counts,
+    log_likelihood,
+    pack_lanes,
+    posteriors,
+    random_hmm,
+    sample,
+    viterbi,
+)
+from hmm_lang.hmm.batching import check_sequences
+
+
+def wikipedia_hmm():
+    # https://en.wikipedia.org/wiki/Viterbi_algorithm: states Healthy, Fever;
+    # observations normal, cold, dizzy
+    return CategoricalHMM(
+        torch.tensor([0.6, 0.4], dtype=torch.float64),
+        torch.tensor([[0.7, 0.3], [0.4, 0.6]], dtype=torch.float64),
+        torch.tensor([[0.5, 0.4, 0.1], [0.1, 0.3, 0.6]], dtype=torch.float64),
+    )
+
+
+def test_wikipedia_viterbi():
+    path, logp = viterbi(wikipedia_hmm(), [0, 1, 2])  # normal, cold, dizzy
+    assert path.tolist() == [0, 0, 1]  # Healthy, Healthy, Fever
+    assert math.isclose(math.exp(logp), 0.01512, rel_tol=1e-9)
+
+
+def brute_force(hmm, x):
+    """log P(x), posteriors and expected transitions by enumerating every state path."""
+    k, t = hmm.n_states, len(x)
+    s, a, b = (m.double().numpy() for m in hmm.tensors())
+    total, gamma, xi = 0.0, np.zeros((t, k)), np.zeros((k, k))
+    for path in itertools.product(range(k), repeat=t):
+        p = s[path[0]] * b[path[0], x[0]]
+        for i in range(1, t):
+            p *= a[path[i - 1], path[i]] * b[path[i], x[i]]
+        total += p
+        for i, st in enumerate(path):
+            gamma[i, st] += p
+        for i in range(1, t):
+            xi[path[i - 1], path[i]] += p
+    return math.log(total), gamma / total, xi / total
+
+
+def best_path_brute(hmm, x):
+    k = hmm.n_states
+    s, a, b = (m.double().numpy() for m in hmm.tensors())
+    best = max(
+        itertools.product(range(k), repeat=len(x)),
+        key=lambda path: (
+            np.log(s[path[0]] * b[path[0], x[0]])
+            + sum(np.log(a[path[i - 1], path[i]] * b[path[i], x[i]]) for i in range(1, len(x)))
+        ),
+    )
+    return list(best)
+
+
+@pytest.mark.parametrize("k, t, seed", [(1, 4, 0), (2, 5, 1), (3, 6, 2), (3, 1, 3)])
+def test_forward_backward_equal_enumeration(k, t, seed):
+    hmm = random_hmm(k, 4, seed=seed, dtype=torch.float64)
+    x = np.random.default_rng(seed).integers(0, 4, size=t)
+    logp, gamma, xi = brute_force(hmm, x)
+    batch = pack_lanes([x])[0]
+    stats = expected_counts(hmm, batch)
+    assert math.isclose(stats.log_likelihood, logp, rel_tol=1e-10)
+    assert math.isclose(log_likelihood(hmm, [batch])[0], logp, rel_tol=1e-10)
+    np.testing.assert_allclose(posteriors(hmm, batch)[0].numpy(), gamma, atol=1e-10)
+    np.testing.assert_allclose(stats.trans.numpy(), xi, atol=1e-10)
+    np.testing.assert_allclose(stats.start.numpy(), gamma[0], atol=1e-10)
+    emit = np.zeros((k, 4))
+    for i, tok in enumerate(x):
+        emit[:, tok] += gamma[i]
+    np.testing.assert_allclose(stats.emit.numpy(), emit, atol=1e-10)
+    assert viterbi(hmm, x)[0].tolist() == best_path_brute(hmm, x)
+
+
+def test_lanes_and_padding_equal_one_sequence_at_a_time():
+    hmm = random_hmm(5, 7, seed=3, dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 7, size=n) for n in rng.integers(1, 40, size=30)]
+    single = [expected_counts(hmm, pack_lanes([s])[0]) for s in seqs]
+    batches = pack_lanes(seqs, batch_tokens=200, lane_len=60)
+    assert len(batches) > 1 and any((~b.valid).any() for b in batches)
+    assert any(b.start.sum(1).max() > 1 for b in batches)  # several sequences share a lane
+    packed = [expected_counts(hmm, b) for b in batches]
+    for field in ("start", "trans", "emit"):
+        a = sum(getattr(s, field) for s in single)
+        b = sum(getattr(s, field) for s in packed)
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert math.isclose(
+        sum(s.log_likelihood for s in single), sum(s.log_likelihood for s in packed)
+    )
+    assert sum(s.n_tokens for s in packed) == sum(len(s) for s in seqs)
+    assert sum(s.n_sequences for s in packed) == len(seqs)
+
+
+def test_float32_matches_float64_on_long_sequences():
+    hmm = random_hmm(16, 50, seed=1, dtype=torch.float64)
+    x = np.random.default_rng(1).integers(0, 50, size=3000)  # would underflow unscaled
+    batch = pack_lanes([x])[0]
+    ll64 = log_likelihood(hmm, [batch])[0]
+    ll32 = log_likelihood(hmm.to(dtype=torch.float32), [batch])[0]
+    assert math.isfinite(ll64) and abs(ll32 - ll64) / abs(ll64) < 1e-5
+
+
+def test_sampling_frequencies_and_eos():
+    hmm = wikipedia_hmm()
+    seqs, paths = sample(hmm, 4000, 3, seed=0)
+    first_states = np.array([p[0] for p in paths])
+    assert abs(first_states.mean() - 0.4) < 0.03
+    seqs, _ = sample(hmm, 50, 30, eos_id=2, seed=1)
+    assert all(s[-1] == 2 or len(s) == 30 for s in seqs)
+    assert all(2 not in s[:-1] for s in seqs)
+
+
+def test_bad_input():
+    with pytest.raises(HmmLangError, match="outside the model's vocabulary"):
+        check_sequences([np.array([1, 9])], vocab_size=5)
+    with pytest.raises(HmmLangError, match="sequence 1 is empty"):
+        check_sequences([np.array([1]), np.array([], dtype=int)], vocab_size=5)
+    with pytest.raises(HmmLangError, match="empty"):
+        check_sequences([], vocab_size=5)
+    with pytest.raises(HmmLangError, match="at least 1"):
+        random_hmm(0, 5)
+
+
+def test_save_load_and_corrupt_files(tmp_path):
+    hmm = random_hmm(3, 5, seed=0)
+    hmm.save(tmp_path / "h.pt", {"n_states": 3})
+    loaded, cfg = CategoricalHMM.load(tmp_path / "h.pt")
+    assert cfg == {"n_states": 3} and torch.equal(loaded.emit, hmm.emit)
+    bad = CategoricalHMM(hmm.start, hmm.trans.clone(), hmm.emit)
+    bad.trans[0, 0] = float("nan")
+    bad.save(tmp_path / "nan.pt")
+    with pytest.raises(HmmLangError, match="NaN"):
+        CategoricalHMM.load(tmp_path / "nan.pt")
+    neg = CategoricalHMM(hmm.start, hmm.trans, -hmm.emit)
+    neg.save(tmp_path / "neg.pt")
+    with pytest.raises(HmmLangError, match="negative"):
+        CategoricalHMM.load(tmp_path / "neg.pt")
+    (tmp_path / "trunc.pt").write_bytes((tmp_path / "h.pt").read_bytes()[:100])
+    with pytest.raises(HmmLangError, match="cannot read"):
+        CategoricalHMM.load(tmp_path / "trunc.pt")
