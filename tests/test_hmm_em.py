@@ -123,3 +123,31 @@ def test_early_stopping_keeps_best_validation_parameters():
     hist = res.monitor.history
     vals = [r.valid_log_likelihood for r in hist]
     assert log_likelihood(res.hmm, vb)[0] >= max(vals) - 1e-6
+
+
+def test_online_em_learns_faster_per_pass_than_batch_em():
+    from hmm_lang.hmm.online import fit_online, minibatches
+
+    truth = true_hmm()
+    seqs, _ = sample(truth, 1000, 50, seed=4)
+    held, _ = sample(truth, 200, 50, seed=5)
+    vb = pack_lanes(held)
+    start = random_hmm(3, 6, seed=0, dtype=torch.float64)
+    online, mon = fit_online(
+        start,
+        minibatches(seqs, 20, seed=0, epochs=10),
+        corpus_tokens=50_000,
+        alpha=0.6,
+        smoothing=0.0,
+        valid=vb,
+        eval_every=50,
+    )
+    assert len(mon.history) == 500
+    assert sum(r.valid_log_likelihood is not None for r in mon.history) == 10
+    ll_on, n = log_likelihood(online, vb)
+    ll_start, _ = log_likelihood(start, vb)
+    batch10 = fit_em(start, pack_lanes(seqs), max_iter=10, tol=0.0, smoothing=0.0, progress=False)
+    batch60 = fit_em(start, pack_lanes(seqs), max_iter=60, tol=0.0, smoothing=0.0, progress=False)
+    assert ll_on > ll_start + 0.1 * n  # it learned
+    assert ll_on > log_likelihood(batch10.hmm, vb)[0]  # ten passes: online ahead of batch
+    assert (log_likelihood(batch60.hmm, vb)[0] - ll_on) / n < 0.06  # and near converged batch

@@ -1,0 +1,318 @@
+"""Cloned HMMs (Dedieu et al. 2019): every token owns a few clone states that emit only it.
+
+With emissions deterministic, the forward message at step t lives on the clones of x_t, so a
+step is an (n x n) block T[clones(x_{t-1}), clones(x_t)]: O(n^2) per token whatever the total
+number of states (V * n, e.g. 4096 x 16 = 65,536). Blocks are stored only for bigrams seen in
+training, as a (B, n, n) tensor indexed by bigram id.
+
+Held-out text has bigrams never seen in training, which a pure cloned HMM gives probability
+zero. So every transition keeps an ``escape`` mass: with probability eps the next state is
+drawn from q (the add-one token unigram, spread evenly over the token's clones):
+    P(s' | s) = (1 - eps) T[s, s'] + eps q[s'],
+still an HMM with rows that sum to one; eps is fixed during EM and chosen on held-out data.
+
+Clone counts may vary by token (allocation by frequency); blocks are padded to the largest
+count, and padded clones carry zero probability everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hmm_lang.atomic import atomic_path
+from hmm_lang.errors import HmmLangError
+from hmm_lang.hmm.batching import LaneBatch
+
+
+def allocate_clones(counts: np.ndarray, total_states: int, max_clones: int) -> np.ndarray:
+    """(V,) clones per token, proportional to sqrt(frequency), at least 1, at most
+    ``max_clones``, summing to about ``total_states``."""
+    v = len(counts)
+    if total_states < v:
+        raise HmmLangError(f"{total_states} states cannot give each of {v} tokens a clone")
+    w = np.sqrt(counts.astype(np.float64)) + 1e-9
+    lo, hi = 0.0, float(total_states) / w.min()
+    for _ in range(60):  # bisect the scale so the clipped allocation meets the total
+        mid = (lo + hi) / 2
+        n = np.clip(np.round(w * mid), 1, max_clones)
+        lo, hi = (mid, hi) if n.sum() < total_states else (lo, mid)
+    return np.clip(np.round(w * lo), 1, max_clones).astype(np.int64)
+
+
+@dataclass
+class ClonedStats:
+    blocks: torch.Tensor  # (B, n, n) expected transition counts within seen bigrams
+    start: torch.Tensor  # (V, n) expected initial-clone counts
+    log_likelihood: float
+    n_tokens: int
+
+    def add_(self, other: ClonedStats) -> ClonedStats:
+        self.blocks += other.blocks
+        self.start += other.start
+        self.log_likelihood += other.log_likelihood
+        self.n_tokens += other.n_tokens
+        return self
+
+
+@dataclass
+class ClonedHMM:
+    bigrams: torch.Tensor  # (B,) int64 sorted keys u * V + v of the bigrams seen in training
+    blocks: torch.Tensor  # (B, n, n) T[(u, c), (v, c')]; rows sum to 1 over all blocks of u
+    start: torch.Tensor  # (V, n) P(s_1 = (v, c)); sums to 1
+    escape_q: torch.Tensor  # (V, n) q, the escape distribution; sums to 1
+    clones: torch.Tensor  # (V,) int64 active clones per token
+    escape: float = 1e-2
+
+    @property
+    def vocab_size(self) -> int:
+        return self.start.shape[0]
+
+    @property
+    def max_clones(self) -> int:
+        return self.start.shape[1]
+
+    @property
+    def n_states(self) -> int:
+        return int(self.clones.sum())
+
+    @property
+    def n_parameters(self) -> int:
+        """Free transition parameters in the seen blocks, plus the start distribution."""
+        u = (self.bigrams // self.vocab_size).long()
+        active = self.clones[u] * self.clones[(self.bigrams % self.vocab_size).long()]
+        # block entries minus one normalisation per source state, plus (n_states - 1) starts
+        return int(active.sum()) - 1
+
+    @property
+    def active(self) -> torch.Tensor:
+        """(V, n) bool: which clone slots exist."""
+        return torch.arange(self.max_clones) < self.clones[:, None]
+
+    # ---- lookups -------------------------------------------------------------------------
+    def bigram_ids(self, prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+        """Block index of each (prev, cur) pair; B (an all-zero block) where unseen."""
+        key = prev.long() * self.vocab_size + cur.long()
+        idx = torch.searchsorted(self.bigrams, key).clamp(max=len(self.bigrams) - 1)
+        return torch.where(self.bigrams[idx] == key, idx, len(self.bigrams))
+
+    def _blocks_ext(self) -> torch.Tensor:
+        zero = torch.zeros(1, self.max_clones, self.max_clones, dtype=self.blocks.dtype)
+        return torch.cat([self.blocks, zero])
+
+    def _prepare(self, batch: LaneBatch):
+        tokens = batch.tokens.t().contiguous()  # (T, N)
+        valid = batch.valid.t().contiguous()
+        restart = ~(valid & ~batch.start.t())
+        bid = torch.full_like(tokens, len(self.bigrams))
+        bid[1:] = self.bigram_ids(tokens[:-1], tokens[1:])
+        bid[restart] = len(self.bigrams)
+        return tokens, valid, restart, bid
+
+    # ---- inference -----------------------------------------------------------------------
+    def _forward(self, batch: LaneBatch, keep: bool):
+        tokens, valid, restart, bid = self._prepare(batch)
+        blocks, eps = self._blocks_ext(), self.escape
+        t_len, n = tokens.shape
+        alphas = torch.empty(t_len, n, self.max_clones, dtype=self.blocks.dtype) if keep else None
+        scale = torch.ones(t_len, n, dtype=torch.float64)
+        prev = None
+        for t in range(t_len):
+            v = tokens[t]
+            pre = (1 - eps) * self.start[v] + eps * self.escape_q[v]
+            if t > 0:
+                step = torch.bmm(prev.unsqueeze(1), blocks[bid[t]]).squeeze(1)
+                pre = torch.where(
+                    restart[t, :, None], pre, (1 - eps) * step + eps * self.escape_q[v]
+                )
+            c = pre.sum(-1)
+            prev = pre / c.unsqueeze(-1)
+            scale[t] = torch.where(valid[t], c.double(), 1.0)
+            if keep:
+                alphas[t] = prev
+        return alphas, scale, (tokens, valid, restart, bid)
+
+    @torch.no_grad()
+    def log_likelihood(self, batches: Iterable[LaneBatch]) -> tuple[float, int]:
+        """Total log-likelihood (nats) of the sequences in ``batches`` and their token count."""
+        total, n_tok = 0.0, 0
+        for batch in batches:
+            _, scale, _ = self._forward(batch, keep=False)
+            total += float(torch.log(scale).sum())
+            n_tok += batch.n_tokens
+        return total, n_tok
+
+    @torch.no_grad()
+    def expected_counts(self, batch: LaneBatch) -> ClonedStats:
+        alphas, scale, (tokens, valid, restart, bid) = self._forward(batch, keep=True)
+        blocks, eps = self._blocks_ext(), self.escape
+        counts = torch.zeros_like(blocks, dtype=torch.float64)
+        start_counts = torch.zeros(self.start.shape, dtype=torch.float64)
+        beta = torch.ones(tokens.shape[1], self.max_clones, dtype=self.blocks.dtype)
+        sc = scale.to(self.blocks.dtype)
+        for t in range(tokens.shape[0] - 1, -1, -1):
+            # posterior mass of the start component (not its escape part) at sequence starts
+            is_start = restart[t] & valid[t]
+            if is_start.any():
+                v0 = tokens[t][is_start]
+                gamma = (1 - eps) * self.start[v0] * beta[is_start] / sc[t][is_start, None]
+                start_counts.index_add_(0, v0, gamma.double())
+            if t == 0:
+                break
+            w = beta / sc[t].unsqueeze(-1)  # (N, n)
+            blk = blocks[bid[t]]  # (N, n, n)
+            xi = (1 - eps) * alphas[t - 1].unsqueeze(2) * blk * w.unsqueeze(1)
+            counts.index_add_(0, bid[t], xi.double())
+            back = (1 - eps) * torch.bmm(blk, w.unsqueeze(2)).squeeze(2)
+            back = back + eps * (self.escape_q[tokens[t]] * w).sum(-1, keepdim=True)
+            beta = torch.where(restart[t, :, None], torch.ones_like(beta), back)
+        return ClonedStats(
+            counts[:-1], start_counts, float(torch.log(scale).sum()), int(valid.sum())
+        )
+
+    def m_step(self, stats: ClonedStats, smoothing: float = 0.0) -> ClonedHMM:
+        """Re-normalise the block counts per source clone (over every block of its token)."""
+        mask = self.active
+        u = (self.bigrams // self.vocab_size).long()
+        v = (self.bigrams % self.vocab_size).long()
+        pair_mask = (mask[u].unsqueeze(2) & mask[v].unsqueeze(1)).double()
+        c = (stats.blocks + smoothing) * pair_mask
+        rows = torch.zeros(self.vocab_size, self.max_clones, dtype=torch.float64)
+        rows.index_add_(0, u, c.sum(2))
+        denom = rows[u].unsqueeze(2)
+        blocks = torch.where(denom > 0, c / denom.clamp(min=1e-300), 0.0)
+        start = (stats.start + smoothing) * mask
+        start = start / start.sum()
+        return ClonedHMM(
+            self.bigrams,
+            blocks.to(self.blocks.dtype),
+            start.to(self.start.dtype),
+            self.escape_q,
+            self.clones,
+            self.escape,
+        )
+
+    # ---- decoding and sampling -----------------------------------------------------------
+    @torch.no_grad()
+    def viterbi(self, sequence: Sequence[int] | np.ndarray) -> tuple[np.ndarray, float]:
+        """Most probable clone path (clone index within each token) and its log-probability."""
+        x = torch.as_tensor(np.asarray(sequence), dtype=torch.long)
+        eps = self.escape
+        delta = torch.log(
+            (1 - eps) * self.start[x[0]].double() + eps * self.escape_q[x[0]].double()
+        )
+        back = []
+        for t in range(1, len(x)):
+            bid = self.bigram_ids(x[t - 1 : t], x[t : t + 1])
+            blk = self._blocks_ext()[bid[0]].double()
+            trans = torch.log((1 - self.escape) * blk + self.escape * self.escape_q[x[t]].double())
+            scores = delta.unsqueeze(1) + trans
+            delta, arg = scores.max(0)
+            back.append(arg)
+        path = np.empty(len(x), dtype=np.int64)
+        best, last = delta.max(0)
+        path[-1] = int(last)
+        for t in range(len(x) - 1, 0, -1):
+            path[t - 1] = int(back[t - 1][path[t]])
+        return path, float(best)
+
+    @torch.no_grad()
+    def sample(
+        self, n_sequences: int, max_len: int, eos_id: int | None = None, seed: int = 0
+    ) -> list[np.ndarray]:
+        """Token sequences drawn from the model (the clone is drawn along and dropped)."""
+        g = torch.Generator().manual_seed(seed)
+        n = self.max_clones
+        u_of = (self.bigrams // self.vocab_size).long()
+        first = torch.searchsorted(u_of, torch.arange(self.vocab_size + 1))
+        out = []
+        for _ in range(n_sequences):
+            dist = (1 - self.escape) * self.start + self.escape * self.escape_q
+            s = int(torch.multinomial(dist.flatten().double(), 1, generator=g))
+            tok, clone = divmod(s, n)
+            seq = [tok]
+            while len(seq) < max_len and (eos_id is None or tok != eos_id):
+                a, b = int(first[tok]), int(first[tok + 1])
+                if a < b and float(torch.rand(1, generator=g)) >= self.escape:
+                    row = self.blocks[a:b, clone, :].flatten().double()
+                    j = int(torch.multinomial(row, 1, generator=g))
+                    tok, clone = int(self.bigrams[a + j // n] % self.vocab_size), j % n
+                else:
+                    s = int(torch.multinomial(self.escape_q.flatten().double(), 1, generator=g))
+                    tok, clone = divmod(s, n)
+                seq.append(tok)
+            out.append(np.array(seq))
+        return out
+
+    # ---- persistence ---------------------------------------------------------------------
+    def save(self, path, config: dict | None = None) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(
+                {
+                    "kind": "cloned_hmm",
+                    "bigrams": self.bigrams,
+                    "blocks": self.blocks,
+                    "start": self.start,
+                    "escape_q": self.escape_q,
+                    "clones": self.clones,
+                    "escape": self.escape,
+                    "config": config or {},
+                },
+                tmp,
+            )
+
+    @classmethod
+    def load(cls, path) -> tuple[ClonedHMM, dict]:
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise HmmLangError(
+                f"cannot read cloned HMM file {path} ({type(e).__name__}); refit it"
+            ) from None
+        if not isinstance(d, dict) or d.get("kind") != "cloned_hmm":
+            raise HmmLangError(f"{path} is not a saved ClonedHMM")
+        for name in ("blocks", "start", "escape_q"):
+            t = d[name]
+            if not torch.isfinite(t).all() or (t < 0).any():
+                raise HmmLangError(f"cloned HMM {path}: {name} holds NaN or negative values")
+        model = cls(d["bigrams"], d["blocks"], d["start"], d["escape_q"], d["clones"], d["escape"])
+        return model, d.get("config", {})
+
+
+def init_cloned_hmm(
+    sequences: Sequence[np.ndarray],
+    vocab_size: int,
+    clones: int | np.ndarray,
+    escape: float = 1e-2,
+    seed: int = 0,
+    noise: float = 0.5,
+) -> ClonedHMM:
+    """Blocks for every bigram in ``sequences``, filled with its count spread over the clones
+    with multiplicative noise (which breaks the clones' symmetry), then normalised."""
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=vocab_size)
+    n_per = np.full(vocab_size, clones) if np.isscalar(clones) else np.asarray(clones)
+    if n_per.min() < 1:
+        raise HmmLangError("every token needs at least one clone")
+    n = int(n_per.max())
+    prev = np.concatenate([s[:-1] for s in sequences]).astype(np.int64)
+    cur = np.concatenate([s[1:] for s in sequences]).astype(np.int64)
+    keys, pair_counts = np.unique(prev * vocab_size + cur, return_counts=True)
+    firsts = np.bincount([int(s[0]) for s in sequences], minlength=vocab_size)
+    active = np.arange(n)[None, :] < n_per[:, None]
+    q = (counts + 1.0)[:, None] * active / n_per[:, None]
+    model = ClonedHMM(
+        torch.from_numpy(keys),
+        torch.zeros(len(keys), n, n, dtype=torch.float32),
+        torch.zeros(vocab_size, n, dtype=torch.float32),
+        torch.from_numpy(q / q.sum()).float(),
+        torch.from_numpy(n_per.astype(np.int64)),
+        escape,
+    )
+    blocks = pair_counts[:, None, None] * (1 + noise * rng.random((len(keys), n, n)))
+    start = (firsts + 1e-3)[:, None] * (1 + noise * rng.random((vocab_size, n)))
+    stats = ClonedStats(torch.from_numpy(blocks), torch.from_numpy(start), 0.0, 0)
+    return model.m_step(stats)
