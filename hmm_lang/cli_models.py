@@ -1,5 +1,109 @@
-"""``hmm-lang`` subcommands for models: n-grams and HMMs."""
+"""``hmm-lang`` subcommands for models: ``fit-hmm`` and ``ngram``."""
 
 from __future__ import annotations
 
-REGISTER: list = []
+import argparse
+import logging
+from dataclasses import fields
+
+log = logging.getLogger("hmm_lang")
+
+
+def _streams(args):
+    """Train and validation token streams of ``--data``/``--valid`` under ``--tokenizer``."""
+    from hmm_lang.cli import _corpus
+    from hmm_lang.pretokenize import pretokenize
+
+    corpus = _corpus(args)
+    log.info("corpus: %s", corpus.describe())
+    return pretokenize(corpus.train, args.tokenizer), pretokenize(corpus.valid, args.tokenizer)
+
+
+def _record(args, name: str, config: dict):
+    from hmm_lang.atomic import write_yaml
+    from hmm_lang.records import new_run_dir, write_environment
+
+    run_dir = new_run_dir(args.out_dir, name)
+    data = {k: getattr(args, k) for k in ("data", "valid", "max_stories", "seed", "tokenizer")}
+    write_yaml(run_dir / "config.yaml", {"data": data, "model": config})  # before any work
+    write_environment(run_dir)
+    return run_dir
+
+
+def cmd_fit_hmm(args) -> None:
+    from hmm_lang.atomic import write_json
+    from hmm_lang.hmm.distributed import init_from_env, is_main_process
+    from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
+
+    names = {f.name for f in fields(HMMFitConfig)}
+    cfg = HMMFitConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    cfg.validate()
+    init_from_env()  # under torchrun: data-parallel EM, one shard of the stories per process
+    train, valid = _streams(args)
+    name = f"chmm{cfg.clones}" if cfg.cloned else f"hmm{cfg.states}"
+    if not is_main_process():
+        fit_hmm(train, valid, cfg)
+        return
+    run_dir = _record(args, name, vars(cfg))
+    result = fit_hmm(train, valid, cfg)
+    result.model.save(run_dir / "model.pt", vars(cfg))
+    write_json(run_dir / "metrics.json", result.metrics())
+    m = result.metrics()
+    print(
+        f"{name}: {m['bits_per_byte']:.4f} bits/byte, {m['bits_per_token']:.4f} bits/token, "
+        f"{m['n_states']} states, {m['seconds']:.1f} s -> {run_dir}"
+    )
+
+
+def cmd_ngram(args) -> None:
+    from hmm_lang.atomic import write_json
+    from hmm_lang.ngram import fit_and_score
+    from hmm_lang.tokenizer import BOS, load_tokenizer
+
+    train, valid = _streams(args)
+    bos = load_tokenizer(args.tokenizer).convert_tokens_to_ids(BOS)
+    run_dir = _record(
+        args, f"kn{args.order}" if args.order > 1 else "unigram", {"order": args.order}
+    )
+    model, sc, seconds = fit_and_score(train, valid, args.order, bos)
+    if args.order > 1:
+        model.save(run_dir / "model.npz")
+    metrics = sc.as_dict() | {"seconds": seconds, "n_parameters": model.n_parameters}
+    write_json(run_dir / "metrics.json", metrics)
+    print(f"order {args.order}: {sc.bits_per_byte:.4f} bits/byte -> {run_dir}")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    from hmm_lang.cli import _add_data_args
+
+    _add_data_args(p)
+    p.add_argument("--tokenizer", required=True, help="HF_custom_tokenizer_{V} (or custom_) folder")
+    p.add_argument("--out-dir", default="records")
+
+
+def register_fit_hmm(sub) -> None:
+    p = sub.add_parser("fit-hmm", help="fit a dense or cloned HMM and score it in bits per byte")
+    _common(p)
+    p.add_argument("--states", type=int, default=64, help="K (dense HMM)")
+    p.add_argument("--cloned", action="store_true", help="fit a cloned HMM (Dedieu et al. 2019)")
+    p.add_argument("--clones", type=int, default=16, help="clones per token (cloned HMM)")
+    p.add_argument("--allocation", choices=["uniform", "frequency"], default=None)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--init", default=None, help="class-bigram (default) or random")
+    p.add_argument("--smoothing", type=float, default=None, help="Dirichlet pseudocount")
+    p.add_argument("--restarts", type=int, default=None)
+    p.add_argument("--online", action="store_true", help="stepwise online EM (iters = epochs)")
+    p.add_argument("--minibatch-stories", type=int, default=None)
+    p.add_argument("--device", default=None, help="cpu or cuda")
+    p.add_argument("--max-train-stories", type=int, default=None)
+    p.set_defaults(func=cmd_fit_hmm)
+
+
+def register_ngram(sub) -> None:
+    p = sub.add_parser("ngram", help="unigram (--order 1) or Kneser-Ney n-gram baseline")
+    _common(p)
+    p.add_argument("--order", type=int, default=3)
+    p.set_defaults(func=cmd_ngram)
+
+
+REGISTER = [register_fit_hmm, register_ngram]

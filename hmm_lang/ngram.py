@@ -213,3 +213,23 @@ class UnigramModel:
 
     def token_log_probs(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         return self.log_probs[np.concatenate(sequences).astype(np.int64)]
+
+
+def fit_and_score(train, valid, order: int, bos_id: int, modified: bool = True):
+    """Fit on a training ``TokenStream``, score a validation one: ``(model, Score, seconds)``.
+
+    ``order`` 1 is the add-one unigram model; higher orders are interpolated Kneser-Ney.
+    """
+    import time
+
+    from hmm_lang.scoring import check_vocab, score
+
+    check_vocab(train.vocab_size, valid.vocab_size, "training stream")
+    t0 = time.perf_counter()
+    train_seqs, valid_seqs = train.stories(), valid.stories()
+    if order == 1:
+        model = UnigramModel(train.vocab_size).fit(train_seqs)
+    else:
+        model = KneserNeyModel(order, train.vocab_size, bos_id, modified=modified).fit(train_seqs)
+    ll = float(model.token_log_probs(valid_seqs).sum())
+    return model, score(ll, valid.n_tokens, valid.n_bytes), time.perf_counter() - t0

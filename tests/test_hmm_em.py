@@ -52,7 +52,7 @@ def test_recovers_a_known_hmm_from_200k_samples():
     truth = true_hmm()
     seqs, _ = sample(truth, 2000, 100, seed=0)  # 200k tokens
     held_out, _ = sample(truth, 200, 100, seed=1)
-    train = pack_lanes(seqs, batch_tokens=1 << 16)
+    train = pack_lanes(seqs, batch_tokens=1 << 18)
     valid = pack_lanes(held_out)
     best = None
     for seed in range(3):  # restarts, as a user would run them

@@ -59,9 +59,8 @@ class HMMStats:
 class ForwardPass:
     """A forward pass over one lane batch, time-major, on the model's device."""
 
-    alpha: torch.Tensor  # (T, N, K) P(s_t | x_1..t)
+    alpha: torch.Tensor  # (T, N, K) P(s_t | x_1..t); padding rows hold the start distribution
     scale: torch.Tensor  # (T, N) c_t = P(x_t | x_1..t-1); 1 at padding
-    b: torch.Tensor  # (T, N, K) P(x_t | s_t); 1 at padding
     tokens: torch.Tensor  # (T, N)
     restart: torch.Tensor  # (T, N) bool: no transition into step t (sequence start or padding)
     valid: torch.Tensor  # (T, N) bool
@@ -78,55 +77,97 @@ def _time_major(hmm: CategoricalHMM, batch: LaneBatch):
     return tokens, restart, valid
 
 
+def _rows(mask: torch.Tensor) -> list[torch.Tensor | None]:
+    """Per step, the lanes where ``mask`` (T, N) is True (None where it is nowhere)."""
+    counts = mask.sum(1).tolist()
+    lanes = torch.split(torch.nonzero(mask, as_tuple=True)[1], counts)
+    return [idx if c else None for idx, c in zip(lanes, counts, strict=True)]
+
+
+def _emission_rows(emit_t: torch.Tensor, tokens: torch.Tensor, pad, out: torch.Tensor):
+    """out = P(x_t | s_t = k) for each lane, 1 at padding (so padding neither scales nor scores)."""
+    torch.index_select(emit_t, 0, tokens, out=out)
+    if pad is not None:
+        out[pad] = 1.0
+    return out
+
+
 def forward(hmm: CategoricalHMM, batch: LaneBatch) -> ForwardPass:
     """Scaled forward pass over a lane batch, keeping every step's belief."""
     tokens, restart, valid = _time_major(hmm, batch)
-    b = hmm.emit.t()[tokens]  # (T, N, K)
-    b[~valid] = 1.0  # padding neither scales nor scores
-    t_len, n, k = b.shape
-    alpha = torch.empty_like(b)
-    scale = torch.empty(t_len, n, dtype=b.dtype, device=b.device)
-    start = hmm.start.expand(n, k)
-    restart_k = restart.unsqueeze(-1)
-    prev = start
+    t_len, n = tokens.shape
+    k = hmm.n_states
+    emit_t = hmm.emit.t().contiguous()  # (V, K): contiguous rows gather fast
+    alpha = torch.empty(t_len, n, k, dtype=hmm.emit.dtype, device=hmm.device)
+    scale = torch.empty(t_len, n, dtype=alpha.dtype, device=alpha.device)
+    pre = torch.empty(n, k, dtype=alpha.dtype, device=alpha.device)
+    restarts, pads = _rows(restart), _rows(~valid)
     for t in range(t_len):
-        pre = start if t == 0 else torch.where(restart_k[t], start, prev @ hmm.trans)
-        a = pre * b[t]
-        c = a.sum(-1)
-        scale[t] = c
-        prev = alpha[t] = a / c.unsqueeze(-1)
-    return ForwardPass(alpha, scale, b, tokens, restart, valid)
+        if t == 0:
+            pre.copy_(hmm.start.expand(n, k))
+        else:
+            torch.mm(alpha[t - 1], hmm.trans, out=pre)
+            if restarts[t] is not None:
+                pre[restarts[t]] = hmm.start
+        a = _emission_rows(emit_t, tokens[t], pads[t], alpha[t]).mul_(pre)
+        torch.sum(a, -1, out=scale[t])
+        a.div_(scale[t].unsqueeze(-1))
+    return ForwardPass(alpha, scale, tokens, restart, valid)
 
 
 def _backward(hmm: CategoricalHMM, fp: ForwardPass) -> torch.Tensor:
     """(T, N, K) scaled backward messages beta_hat, 1 at the last step of each sequence."""
     beta = torch.empty_like(fp.alpha)
     beta[-1] = 1.0
-    trans_t = hmm.trans.t()
-    cont = (~fp.restart).unsqueeze(-1)  # (T, N, 1): a transition t-1 -> t exists
+    emit_t, trans_t = hmm.emit.t().contiguous(), hmm.trans.t()
+    restarts, pads = _rows(fp.restart), _rows(~fp.valid)
+    w = torch.empty_like(beta[0])
     for t in range(fp.alpha.shape[0] - 1, 0, -1):
-        w = fp.b[t] * beta[t] / fp.scale[t].unsqueeze(-1)
-        beta[t - 1] = torch.where(cont[t], w @ trans_t, 1.0)
+        _emission_rows(emit_t, fp.tokens[t], pads[t], w).mul_(beta[t])
+        w.div_(fp.scale[t].unsqueeze(-1))  # w_t = b_t beta_t / c_t
+        torch.mm(w, trans_t, out=beta[t - 1])
+        if restarts[t] is not None:
+            beta[t - 1][restarts[t]] = 1.0  # no transition into t: the sequence ended at t-1
     return beta
 
 
 def expected_counts(hmm: CategoricalHMM, batch: LaneBatch) -> HMMStats:
-    """E-step on one batch: forward, backward and the expected counts of EM."""
+    """E-step on one batch: a forward pass, then one backward loop that accumulates every count.
+
+    Only alpha is kept for the whole batch; beta, w_t = b_t beta_t / c_t and gamma_t live for
+    one step, so memory is one (T, N, K) tensor and the counts are built from cache-warm rows.
+    """
     fp = forward(hmm, batch)
-    beta = _backward(hmm, fp)
-    k = hmm.n_states
-    cont = (~fp.restart).unsqueeze(-1)
-    # w_t = b_t beta_t / c_t where a transition enters t, else 0 (reuses b's memory)
-    w = fp.b.mul_(beta).div_(fp.scale.unsqueeze(-1)).mul_(cont)
-    # xi summed over time: A * sum_t alpha_{t-1}^T w_t, as one large matmul
-    trans_counts = hmm.trans * (fp.alpha[:-1].reshape(-1, k).t() @ w[1:].reshape(-1, k))
-    gamma = beta.mul_(fp.alpha).mul_(fp.valid.unsqueeze(-1))  # posteriors, 0 at padding
-    emit_counts = torch.zeros(hmm.vocab_size, k, dtype=gamma.dtype, device=gamma.device)
-    emit_counts.index_add_(0, fp.tokens.reshape(-1), gamma.reshape(-1, k))
+    t_len, n, k = fp.alpha.shape
+    emit_t = hmm.emit.t().contiguous()  # (V, K)
+    trans_t = hmm.trans.t()
+    xi = torch.zeros(k, k, dtype=fp.alpha.dtype, device=fp.alpha.device)
+    emit_counts = torch.zeros(hmm.vocab_size, k, dtype=fp.alpha.dtype, device=fp.alpha.device)
+    start_counts = torch.zeros(k, dtype=fp.alpha.dtype, device=fp.alpha.device)
+    rows = _rows(fp.restart)
+    valid_f = fp.valid.to(fp.alpha.dtype).unsqueeze(-1)  # (T, N, 1)
     starts = fp.restart & fp.valid  # a restart at a real token is a sequence start
+    beta = torch.ones(n, k, dtype=fp.alpha.dtype, device=fp.alpha.device)
+    gamma = torch.empty_like(beta)
+    w = torch.empty_like(beta)
+    for t in range(t_len - 1, -1, -1):
+        torch.mul(fp.alpha[t], beta, out=gamma).mul_(valid_f[t])  # P(s_t | sequence)
+        emit_counts.index_add_(0, fp.tokens[t], gamma)
+        if rows[t] is not None:
+            start_counts += gamma[starts[t]].sum(0)
+        if t == 0:
+            break
+        torch.index_select(emit_t, 0, fp.tokens[t], out=w)
+        w.mul_(beta).div_(fp.scale[t].unsqueeze(-1))  # w_t = b_t beta_t / c_t
+        if rows[t] is not None:
+            w[rows[t]] = 0.0  # no transition into t
+        xi.addmm_(fp.alpha[t - 1].t(), w)  # sum_t alpha_{t-1}^T w_t
+        torch.mm(w, trans_t, out=beta)
+        if rows[t] is not None:
+            beta[rows[t]] = 1.0  # the sequence ended at t-1
     return HMMStats(
-        gamma[starts].sum(0),
-        trans_counts,
+        start_counts,
+        hmm.trans * xi,
         emit_counts.t(),
         float(torch.log(fp.scale.double()).sum()),
         int(fp.valid.sum()),

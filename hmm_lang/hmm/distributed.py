@@ -1,0 +1,57 @@
+"""Data-parallel EM: statistics are sums, so each process takes a shard of the sequences and
+the E-step's counts are summed with ``all_reduce`` (gloo on CPU, nccl on GPU)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from hmm_lang.hmm.inference import HMMStats
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank_and_world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
+
+
+def shard(items: list, rank: int, world: int) -> list:
+    """Every ``world``-th item from ``rank``: balanced when items are shuffled or similar."""
+    return items[rank::world]
+
+
+def all_reduce_stats(stats: HMMStats) -> HMMStats:
+    """Sum :class:`HMMStats` over all processes (no-op without a process group)."""
+    if not is_distributed():
+        return stats
+    for t in (stats.start, stats.trans, stats.emit):
+        dist.all_reduce(t)
+    scalars = torch.tensor(
+        [stats.log_likelihood, stats.n_tokens, stats.n_sequences],
+        dtype=torch.float64,
+        device=stats.start.device,
+    )
+    dist.all_reduce(scalars)
+    stats.log_likelihood = float(scalars[0])
+    stats.n_tokens, stats.n_sequences = int(scalars[1]), int(scalars[2])
+    return stats
+
+
+def init_from_env() -> bool:
+    """Join the process group that ``torchrun`` describes in the environment, if any.
+
+    Returns True when running distributed (WORLD_SIZE > 1): gloo on CPU, nccl with CUDA.
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
+        return is_distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return True
+
+
+def is_main_process() -> bool:
+    return rank_and_world()[0] == 0
