@@ -106,4 +106,33 @@ def register_ngram(sub) -> None:
     p.set_defaults(func=cmd_ngram)
 
 
-REGISTER = [register_fit_hmm, register_ngram]
+def cmd_train(args) -> None:
+    from hmm_lang.config import RunConfig, apply_overrides, load_config
+    from hmm_lang.transformer.train import train
+
+    if args.resume:
+        run_dir = train(resume=args.resume, progress=True)
+    else:
+        cfg = load_config(args.config) if args.config else RunConfig()
+        flags = {"data": args.data, "valid": args.valid, "tokenizer": args.tokenizer}
+        flags["max_stories"] = args.max_stories
+        overrides = [f"data.{k}={v}" for k, v in flags.items() if v is not None]
+        cfg = apply_overrides(cfg, overrides + list(args.overrides))
+        run_dir = train(cfg, args.out_dir)
+    print(f"run folder: {run_dir}")
+
+
+def register_train(sub) -> None:
+    p = sub.add_parser("train", help="train the TransformerLens transformer; records/<time>/")
+    p.add_argument("--config", default=None, help="YAML config (configs/tiny.yaml, ...)")
+    p.add_argument("--data", default=None, help="overrides data.data of the config")
+    p.add_argument("--valid", default=None)
+    p.add_argument("--tokenizer", default=None, help="overrides data.tokenizer")
+    p.add_argument("--max-stories", type=int, default=None)
+    p.add_argument("--out-dir", default="records")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr=3e-4")
+    p.set_defaults(func=cmd_train)
+
+
+REGISTER = [register_fit_hmm, register_ngram, register_train]

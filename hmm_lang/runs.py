@@ -1,0 +1,81 @@
+"""``load_run``: open a transformer run folder, the one way the CLI, notebooks and tests do it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hmm_lang.config import RunConfig, load_config
+from hmm_lang.errors import HmmLangError
+from hmm_lang.records import latest_run
+from hmm_lang.tokenizer import load_tokenizer
+
+
+@dataclass
+class Run:
+    path: Path
+    config: RunConfig
+    model: object  # HookedTransformerModel, in eval mode
+    tokenizer: object  # PreTrainedTokenizerFast
+    metrics: list[dict]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def valid_metrics(self) -> list[dict]:
+        return [m for m in self.metrics if "valid_bits_per_byte" in m]
+
+
+def find_run(path: str | Path | None = None, records_dir: str | Path = "records") -> Path:
+    """``path`` if given, else the newest transformer run (one with final_model.pt)."""
+    if path is not None:
+        return Path(path)
+    runs = sorted(p.parent for p in Path(records_dir).glob("*/final_model.pt"))
+    if not runs:
+        raise HmmLangError(f"no trained run under {records_dir}; train one with `hmm-lang train`")
+    return runs[-1]
+
+
+def load_run(
+    path: str | Path | None = None, device: str | None = None, records_dir="records"
+) -> Run:
+    """The run's config, its trained model (final_model.pt, else the last checkpoint), its
+    tokenizer and metrics."""
+    from hmm_lang.transformer.model import HookedTransformerModel, check_checkpoint_vocab
+    from hmm_lang.transformer.train import latest_checkpoint, load_checkpoint
+
+    run_dir = find_run(path, records_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    tokenizer = load_tokenizer(run_dir / "tokenizer")
+    check_checkpoint_vocab(cfg.model.d_vocab, len(tokenizer))
+    model = HookedTransformerModel(cfg, device=device or "cpu")
+    final = run_dir / "final_model.pt"
+    if final.exists():
+        try:
+            state = torch.load(
+                final, map_location=model.native.tok_embed.weight.device, weights_only=True
+            )
+        except Exception as e:
+            raise HmmLangError(
+                f"{final} is truncated or corrupt ({type(e).__name__}); retrain"
+            ) from None
+    elif (ckpt := latest_checkpoint(run_dir)) is not None:
+        state = load_checkpoint(ckpt)["model"]
+    else:
+        raise HmmLangError(f"{run_dir} has neither final_model.pt nor a checkpoint")
+    model.load_state_dict(state)
+    model.eval()
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics = (
+        [json.loads(x) for x in metrics_path.read_text().splitlines()]
+        if metrics_path.exists()
+        else []
+    )
+    return Run(run_dir, cfg, model, tokenizer, metrics)
+
+
+__all__ = ["Run", "find_run", "latest_run", "load_run"]

@@ -1,0 +1,284 @@
+"""Train the transformer: AdamW, warmup then cosine, grad clipping, resumable, data-parallel.
+
+A run writes ``records/<YYYYmmdd_HHMMSS>/``: ``config.yaml`` (before step 1, with the resolved
+d_vocab), ``tokenizer/``, ``environment.json``, ``metrics.jsonl``, ``checkpoints/step_XXXXXXX.pt``
+(model, optimizer, scheduler, step, RNG states, config) and ``final_model.pt`` (a state_dict of
+:class:`HookedTransformerModel`). ``resume`` continues a killed run from its last checkpoint and
+reproduces the uninterrupted run's weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from hmm_lang.atomic import atomic_path, write_yaml
+from hmm_lang.config import RunConfig, load_config
+from hmm_lang.corpus import load_corpus
+from hmm_lang.errors import HmmLangError
+from hmm_lang.hmm.distributed import init_from_env, rank_and_world
+from hmm_lang.pretokenize import pretokenize
+from hmm_lang.records import new_run_dir, write_environment
+from hmm_lang.tokenizer import BOS, load_tokenizer, resolve_tokenizer_dir
+from hmm_lang.transformer.data import WindowSampler, evaluate, with_bos
+from hmm_lang.transformer.model import (
+    HookedTransformerModel,
+    check_checkpoint_vocab,
+    fast_attention,
+    resolve_device,
+)
+
+log = logging.getLogger(__name__)
+
+
+class _Loss(nn.Module):
+    """Mean next-token cross-entropy through the fused-attention path (what DDP wraps)."""
+
+    def __init__(self, model: HookedTransformerModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with fast_attention(self.model.native):
+            logits = self.model.native(x)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``min_lr`` at the last step."""
+    total = cfg.total_steps
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": other, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int, sampler, cfg: RunConfig) -> None:
+    state = {
+        "kind": "hmm_lang_checkpoint",
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": {"step": step},  # the schedule is a pure function of the step
+        "step": step,
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        "sampler": sampler.state_dict(),
+        "config": cfg.to_dict(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise HmmLangError(
+            f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); delete it to resume "
+            "from the one before, or retrain"
+        ) from None
+    if not isinstance(state, dict) or state.get("kind") != "hmm_lang_checkpoint":
+        raise HmmLangError(f"{path} is not an hmm_lang training checkpoint")
+    return state
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    return ckpts[-1] if ckpts else None
+
+
+def _streams(cfg: RunConfig, tokenizer_dir: Path):
+    d = cfg.data
+    corpus = load_corpus(
+        d.data,
+        d.valid,
+        max_stories=d.max_stories,
+        valid_fraction=d.valid_fraction,
+        seed=d.split_seed,
+    )
+    log.info("corpus: %s", corpus.describe())
+    return pretokenize(corpus.train, tokenizer_dir), pretokenize(corpus.valid, tokenizer_dir)
+
+
+def _log_metrics(run_dir: Path, record: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(
+    cfg: RunConfig | None = None,
+    out_dir: str | Path = "records",
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train a run (or resume ``resume``); returns its folder. ``stop_after`` ends the session
+    after that step, as a kill would (for tests)."""
+    init_from_env()
+    rank, world = rank_and_world()
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").exists():
+            raise HmmLangError(f"{run_dir} is not a run folder (config.yaml missing)")
+        cfg = load_config(run_dir / "config.yaml")
+        tokenizer_dir = resolve_tokenizer_dir(run_dir / "tokenizer")
+    else:
+        tokenizer_dir = resolve_tokenizer_dir(cfg.data.tokenizer)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    if resume is not None:
+        check_checkpoint_vocab(cfg.model.d_vocab, len(tokenizer))
+    cfg.model.d_vocab = len(tokenizer)
+    tc = cfg.train
+    if tc.batch_tokens < cfg.model.n_ctx * world:
+        raise HmmLangError(
+            f"train.batch_tokens {tc.batch_tokens} is below n_ctx x processes "
+            f"({cfg.model.n_ctx} x {world}); raise it"
+        )
+    train_stream, valid_stream = _streams(cfg, tokenizer_dir)
+    if valid_stream.n_stories == 0:
+        raise HmmLangError("the validation split is empty; give it at least one story")
+    if cfg.model.n_ctx > int(max(train_stream.offsets[1:] - train_stream.offsets[:-1])) + 1:
+        log.warning("n_ctx %d exceeds every story; windows span several stories", cfg.model.n_ctx)
+
+    if resume is None and rank == 0:
+        run_dir = new_run_dir(out_dir)
+        write_yaml(run_dir / "config.yaml", cfg.to_dict())  # before step 1
+        shutil.copytree(
+            tokenizer_dir, run_dir / "tokenizer", ignore=shutil.ignore_patterns("pretokenized")
+        )
+        write_environment(run_dir)
+    if world > 1:
+        holder = [str(run_dir) if rank == 0 else None]
+        dist.broadcast_object_list(holder, src=0)
+        run_dir = Path(holder[0])
+
+    device = resolve_device(tc.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    torch.manual_seed(cfg.model.seed)
+    model = HookedTransformerModel(cfg, device=device)
+    optimizer = _optimizer(model, tc)
+    global_batch = tc.batch_tokens // cfg.model.n_ctx
+    bos = tokenizer.convert_tokens_to_ids(BOS)
+    sampler = WindowSampler(with_bos(train_stream, bos), cfg.model.n_ctx, global_batch, tc.seed)
+    start = 0
+    ckpt = latest_checkpoint(run_dir) if resume is not None else None
+    if ckpt is not None:
+        state = load_checkpoint(ckpt)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        start = state["step"]
+        _truncate_metrics(run_dir, start)
+        log.info("resuming %s at step %d", run_dir, start)
+
+    loss_module: nn.Module = _Loss(model)
+    if world > 1:
+        loss_module = nn.parallel.DistributedDataParallel(loss_module)
+    if tc.compile:
+        loss_module = torch.compile(loss_module)
+    amp = device.type == "cuda" and tc.autocast_bf16
+    total = tc.total_steps
+    per_rank = global_batch // world
+    bar = tqdm(range(start, total), desc="train", unit="step", disable=not progress or rank != 0)
+    t_last, tokens_since = time.perf_counter(), 0
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, tc)
+        x, y = sampler.next()  # the same global batch on every rank; each takes its slice
+        x, y = (t[rank * per_rank : (rank + 1) * per_rank].to(device) for t in (x, y))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = loss_module(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optimizer.step()
+        tokens_since += x.numel() * world
+        done = step + 1
+        if rank == 0 and (done % tc.log_interval == 0 or done == total):
+            now = time.perf_counter()
+            tok_s = tokens_since / (now - t_last)
+            t_last, tokens_since = now, 0
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tok_s:,.0f}")
+            _log_metrics(
+                run_dir,
+                {
+                    "step": done,
+                    "loss": loss.item(),
+                    "lr": lr_at(step, tc),
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": tok_s,
+                },
+            )
+        if rank == 0 and (done % tc.eval_interval == 0 or done == total):
+            _log_metrics(run_dir, {"step": done, **_eval(model, valid_stream, bos, cfg, device)})
+        if rank == 0 and (done % tc.checkpoint_interval == 0 or done == total):
+            save_checkpoint(
+                run_dir / "checkpoints" / f"step_{done:07d}.pt",
+                model,
+                optimizer,
+                done,
+                sampler,
+                cfg,
+            )
+        if stop_after is not None and done >= stop_after:
+            return run_dir
+    if rank == 0:
+        with atomic_path(run_dir / "final_model.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+    return run_dir
+
+
+def _truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop metrics a killed session logged after its last checkpoint (they are redone)."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(ln + "\n" for ln in keep))
+
+
+def fast_logits(model: HookedTransformerModel):
+    """A logits function through the fused-attention path (no hooks needed)."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        with fast_attention(model.native):
+            return model.native(x)
+
+    return fn
+
+
+def _eval(model, valid_stream, bos, cfg: RunConfig, device) -> dict:
+    model.eval()
+    sc = evaluate(
+        fast_logits(model), valid_stream, bos, cfg.model.n_ctx, device, cfg.train.eval_stories
+    )
+    model.train()
+    return {
+        "valid_nats_per_token": sc.nats / sc.n_tokens,
+        "valid_bits_per_token": sc.bits_per_token,
+        "valid_bits_per_byte": sc.bits_per_byte,
+        "valid_tokens": sc.n_tokens,
+    }
