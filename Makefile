@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= cpu
 DATA ?= default
 
-.PHONY: run test lint notebooks bench clean-venv
+.PHONY: run test lint browser notebooks bench clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,12 +24,24 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+# The report test renders report.html in headless Chromium (Debian: chromium, chromium-driver).
+# Installed here when possible (root with apt-get); elsewhere that one test skips, saying why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "note: chromium could not be installed; the report rendering test will be skipped"; }
+
+test: lint browser
 	$(PY) -m pytest
+
+notebooks: $(VENV)/.installed
+	$(VENV)/bin/hmm-lang notebooks $(if $(RUN),--run $(RUN))
 
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/bench_tokenize.py
+	$(PY) benchmarks/bench_hmm.py
+	$(PY) benchmarks/bench_train.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -83,6 +83,15 @@ def cmd_run(args) -> None:
     print(f"run folder: {run_dir}")
 
 
+def cmd_notebooks(args) -> None:
+    from hmm_lang.notebook import execute_notebooks
+    from hmm_lang.runs import find_run
+
+    run = find_run(args.run, args.records_dir)
+    for path in execute_notebooks(run, smoke=args.smoke, names=args.only):
+        print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hmm-lang", description="HMMs, n-grams and transformers on TinyStories."
@@ -113,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo stages whose outputs exist")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "notebooks", help="execute the notebooks against a run; save copies and HTML"
+    )
+    p.add_argument("--run", default=None, help="transformer run folder (default: the newest)")
+    p.add_argument("--records-dir", default="records")
+    p.add_argument("--only", nargs="*", default=None, help="notebook names, e.g. 03_embeddings")
+    p.add_argument("--smoke", action="store_true")
+    p.set_defaults(func=cmd_notebooks)
+
     for register in _extra_commands():
         register(sub)
     return parser
@@ -120,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Subcommands defined beside the code they drive (HMMs, n-grams, training)."""
-    from hmm_lang import cli_models
+    from hmm_lang import cli_experiments, cli_models
 
-    return cli_models.REGISTER
+    return [*cli_models.REGISTER, cli_experiments.register]
 
 
 def main(argv: list[str] | None = None) -> int:

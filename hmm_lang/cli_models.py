@@ -135,4 +135,50 @@ def register_train(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
-REGISTER = [register_fit_hmm, register_ngram, register_train]
+def cmd_analyze(args) -> None:
+    from hmm_lang.analysis.report import (
+        circuit_figures,
+        patterns_figure,
+        pca_figures,
+        save_all,
+        similarity_figure,
+    )
+    from hmm_lang.runs import find_run, load_run, run_streams, token_counts
+
+    run = load_run(find_run(args.run, args.records_dir))
+    train, valid = run_streams(run)
+    counts = token_counts(train, len(run.tokenizer))
+    figs = {}
+    for which in ("embed", "unembed"):
+        for ordering in ("id", "frequency", "cluster"):
+            figs[f"{which}_similarity_{ordering}"] = similarity_figure(
+                run.model,
+                run.tokenizer,
+                which,
+                ordering,
+                args.k,
+                counts,
+                max_tokens=args.max_tokens,
+            )
+    for layer in range(run.config.model.n_layers):
+        for head in range(run.config.model.n_heads):
+            figs.update(circuit_figures(run.model, run.tokenizer, counts, layer, head, args.top_n))
+    figs["attention_patterns"] = patterns_figure(run.model, run.tokenizer, valid.story(0))
+    figs.update(pca_figures(run.model, run.tokenizer, valid, counts, n_tokens=args.pca_tokens))
+    paths = save_all(figs, run.path, png=not args.no_png)
+    print(f"{len(paths)} files in {run.path / 'figures'}")
+
+
+def register_analyze(sub) -> None:
+    p = sub.add_parser("analyze", help="embedding, circuit and residual-stream figures of a run")
+    p.add_argument("run", nargs="?", default=None, help="run folder (default: the newest)")
+    p.add_argument("--records-dir", default="records")
+    p.add_argument("--k", type=int, default=8, help="coarse-graining blocks")
+    p.add_argument("--top-n", type=int, default=50, help="tokens in the QK/OV circuits")
+    p.add_argument("--max-tokens", type=int, default=1024, help="tokens in similarity figures")
+    p.add_argument("--pca-tokens", type=int, default=100_000)
+    p.add_argument("--no-png", action="store_true")
+    p.set_defaults(func=cmd_analyze)
+
+
+REGISTER = [register_fit_hmm, register_ngram, register_train, register_analyze]

@@ -46,3 +46,79 @@ def setup(smoke: bool | None = None, profile: str = "cpu") -> NotebookEnv:
     except ImportError:  # pragma: no cover
         pass
     return NotebookEnv(bool(smoke), Path(home), PROFILES["smoke" if smoke else profile])
+
+
+def ensure_run(env: NotebookEnv, run: str | Path | None = None) -> Path:
+    """The run to analyse: ``run`` if given, else the newest trained run under ``records/``;
+    in smoke mode with none, a tiny run trained now on the synthetic corpus."""
+    from hmm_lang.errors import HmmLangError
+    from hmm_lang.runs import find_run
+
+    if run is not None:
+        return Path(run)
+    try:
+        return find_run(None, env.records_dir)
+    except HmmLangError:
+        if not env.smoke:
+            raise
+    return train_smoke_run(env)
+
+
+def train_smoke_run(env: NotebookEnv) -> Path:
+    """A configs/tiny.yaml run on the synthetic corpus, with its own 1024 tokenizer."""
+    from hmm_lang.config import apply_overrides, load_config
+    from hmm_lang.corpus import load_corpus
+    from hmm_lang.tokenizer import train_tokenizers
+    from hmm_lang.transformer.train import train
+
+    corpus = load_corpus("default", synthetic_stories=env.profile.synthetic_stories)
+    tok = train_tokenizers(corpus.train, [1024], env.tokenizers_dir)[1024]
+    cfg = apply_overrides(load_config("tiny"), [f"data.tokenizer={tok}", "data.data=default"])
+    return train(cfg, env.records_dir, progress=False)
+
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def execute_notebooks(
+    run: str | Path,
+    out_dir: str | Path | None = None,
+    smoke: bool = False,
+    names: list[str] | None = None,
+) -> list[Path]:
+    """Execute the ordered notebooks against ``run`` and save executed copies and HTML exports
+    into ``<out_dir or run>/notebooks/``. The run is injected after each parameters cell."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from hmm_lang.atomic import write_text
+
+    run = Path(run).resolve()
+    out = Path(out_dir or run) / "notebooks"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        if names and path.stem not in names:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+        injected = f"# injected by hmm-lang notebooks\nRUN = {str(run)!r}\nSMOKE = {smoke!r}"
+        nb.cells.insert(idx + 1, nbformat.v4.new_code_cell(injected))
+        NotebookClient(
+            nb,
+            timeout=3600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
+        ).execute()
+        target = out / path.name
+        write_text(target, nbformat.writes(nb))
+        written.append(target)
+        try:
+            from nbconvert import HTMLExporter
+
+            body, _ = HTMLExporter().from_notebook_node(nb)
+            write_text(target.with_suffix(".html"), body)
+            written.append(target.with_suffix(".html"))
+        except ImportError:
+            logging.getLogger(__name__).info("nbconvert not installed: HTML export skipped")
+    return written

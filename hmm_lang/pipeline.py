@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
+from tqdm.auto import tqdm
 
 from hmm_lang.atomic import write_json, write_text, write_yaml
 from hmm_lang.corpus import Corpus, load_corpus
@@ -36,6 +37,12 @@ class Profile:
     hmm_train_stories: int | None = None
     cloned_clones: tuple[int, ...] = ()
     max_valid_stories: int | None = None
+    transformer_config: str = "tiny"
+    transformer_overrides: tuple[str, ...] = ()
+    analysis_tokens: int = 1024  # tokens in the similarity figures
+    pca_tokens: int = 100_000
+    belief_states: int = 64
+    belief_tokens: int = 20_000
 
 
 PROFILES = {
@@ -43,24 +50,42 @@ PROFILES = {
         synthetic_stories=2500,
         ngram_orders=(2, 3),
         hmm_states=(8,),
-        hmm_iters=3,
-        hmm_train_stories=300,
+        hmm_iters=2,
+        hmm_train_stories=200,
         cloned_clones=(2,),
         max_valid_stories=100,
+        transformer_config="tiny",
+        analysis_tokens=128,
+        pca_tokens=2000,
+        belief_states=8,
+        belief_tokens=1500,
     ),
     "cpu": Profile(
         synthetic_stories=20_000,
         hmm_states=(16, 64, 256),
-        hmm_iters=10,
+        hmm_iters=5,
         hmm_train_stories=5000,
-        cloned_clones=(4, 16),
+        cloned_clones=(1, 4, 16),
         max_valid_stories=1000,
+        transformer_config="cpu_small",
+        transformer_overrides=(
+            "train.steps=500",
+            "train.eval_interval=100",
+            "train.checkpoint_interval=100",
+            "train.eval_stories=200",
+        ),
+        analysis_tokens=1024,
+        pca_tokens=50_000,
+        belief_states=64,
+        belief_tokens=10_000,
     ),
     "gpu": Profile(
         synthetic_stories=200_000,
         hmm_states=(16, 64, 256, 1024),
         hmm_iters=20,
-        cloned_clones=(4, 16, 32),
+        cloned_clones=(1, 4, 16, 32),
+        transformer_config="gpu_base",
+        analysis_tokens=4096,
     ),
 }
 
@@ -72,8 +97,10 @@ class RunState:
     profile: Profile
     tokenizers_dir: Path
     force: bool
+    data_args: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
+    transformer_run: str | None = None
 
 
 def _hash(obj) -> str:
@@ -150,8 +177,10 @@ def run_pipeline(
         max_valid_stories=prof.max_valid_stories,
     )
     log.info("corpus: %s", corpus.describe())
-    state = RunState(run_dir, corpus, prof, Path(tokenizers_dir), force)
-    for stage in stages.STAGES:
+    data_args = {"data": data, "valid": valid, "max_stories": max_stories, "seed": seed}
+    state = RunState(run_dir, corpus, prof, Path(tokenizers_dir), force, data_args)
+    for stage in tqdm(stages.STAGES, desc="hmm-lang run", unit="stage"):
         stage(state)
     write_text(run_dir / "summary.md", stages.summary_markdown(state))
+    stages.stage_report(state)
     return run_dir

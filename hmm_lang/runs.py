@@ -79,3 +79,27 @@ def load_run(
 
 
 __all__ = ["Run", "find_run", "latest_run", "load_run"]
+
+
+def run_streams(run: Run):
+    """The run's training and validation token streams (its corpus, under its own tokenizer)."""
+    from hmm_lang.corpus import load_corpus
+    from hmm_lang.pretokenize import pretokenize
+
+    d = run.config.data
+    corpus = load_corpus(
+        d.data,
+        d.valid,
+        max_stories=d.max_stories,
+        valid_fraction=d.valid_fraction,
+        seed=d.split_seed,
+    )
+    tok_dir = run.path / "tokenizer"
+    return pretokenize(corpus.train, tok_dir), pretokenize(corpus.valid, tok_dir)
+
+
+def token_counts(stream, vocab_size: int):
+    """(V,) occurrences of each token id in a stream."""
+    import numpy as np
+
+    return np.bincount(stream.tokens, minlength=vocab_size).astype(np.int64)

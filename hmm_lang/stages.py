@@ -1,10 +1,27 @@
-"""The stages of ``hmm-lang run``, in order. Each one is a thin call into the library."""
+"""The stages of ``hmm-lang run``, in order. Each one is a thin call into the library.
+
+Every stage writes into ``<run>/<stage>/`` and returns a small JSON-able result; figures are
+saved as HTML plus a JSON copy that the final report embeds.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hmm_lang.pipeline import RunState, run_stage
+
+
+def _save_figs(figs: dict, stage_dir: Path) -> list[str]:
+    from hmm_lang.atomic import write_text
+    from hmm_lang.plots.export import save_figure
+
+    names = []
+    for name, fig in figs.items():
+        save_figure(fig, stage_dir, name, png=False)
+        write_text(stage_dir / f"{name}.json", fig.to_json())
+        names.append(name)
+    return names
 
 
 def stage_tokenizers(state: RunState) -> None:
@@ -19,6 +36,7 @@ def stage_tokenizers(state: RunState) -> None:
 
 
 def stage_token_stats(state: RunState) -> None:
+    from hmm_lang.plots.token_stats import rank_frequency_figure
     from hmm_lang.stats import collect_token_stats, save_token_stats, stats_table
 
     def fn(stage_dir: Path) -> dict:
@@ -26,23 +44,185 @@ def stage_token_stats(state: RunState) -> None:
             state.corpus.valid, state.tokenizers_dir, state.profile.vocab_sizes
         )
         save_token_stats(stats, stage_dir)
-        return {"table": stats_table(stats)}
+        return {
+            "table": stats_table(stats),
+            "figures": _save_figs({"rank_frequency": rank_frequency_figure(stats)}, stage_dir),
+        }
 
     inputs = {"data": state.corpus.valid.fingerprint(), "vocab": state.profile.vocab_sizes}
     run_stage(state, "token_stats", inputs, fn)
 
 
-STAGES = [stage_tokenizers, stage_token_stats]
+def _transformer_config(state: RunState):
+    from hmm_lang.config import apply_overrides, load_config
+    from hmm_lang.tokenizer import hf_dir
+
+    p = state.profile
+    v = max(p.vocab_sizes)
+    d = state.data_args
+    items = [
+        f"data.tokenizer={hf_dir(state.tokenizers_dir, v)}",
+        f"data.data={d['data']}",
+        f"data.split_seed={d['seed']}",
+    ]
+    if d["valid"] is not None:
+        items.append(f"data.valid={d['valid']}")
+    if d["data"] == "default":
+        items.append(f"data.max_stories={p.synthetic_stories}")
+    elif d["max_stories"] is not None:
+        items.append(f"data.max_stories={d['max_stories']}")
+    return apply_overrides(load_config(p.transformer_config), items + list(p.transformer_overrides))
+
+
+def stage_transformer(state: RunState) -> None:
+    from hmm_lang.transformer.train import latest_checkpoint, train
+
+    cfg = _transformer_config(state)
+
+    def fn(stage_dir: Path) -> dict:
+        # a killed stage left a run folder with checkpoints: continue it
+        partial = [
+            p.parent
+            for p in sorted(stage_dir.glob("2*/config.yaml"))
+            if not (p.parent / "final_model.pt").exists()
+        ]
+        if partial and latest_checkpoint(partial[-1]) is not None:
+            run_dir = train(resume=partial[-1], progress=True)
+        else:
+            run_dir = train(cfg, stage_dir, progress=True)
+        metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        last = [m for m in metrics if "valid_bits_per_byte" in m][-1]
+        return {"run": str(run_dir), "valid_bits_per_byte": last["valid_bits_per_byte"]}
+
+    state.transformer_run = run_stage(state, "transformer", cfg.to_dict(), fn)["run"]
+
+
+def stage_analysis(state: RunState) -> None:
+    from hmm_lang.analysis.report import (
+        circuit_figures,
+        patterns_figure,
+        pca_figures,
+        similarity_figure,
+    )
+    from hmm_lang.plots.training import loss_curves_figure
+    from hmm_lang.runs import load_run, run_streams, token_counts
+
+    p = state.profile
+
+    def fn(stage_dir: Path) -> dict:
+        run = load_run(state.transformer_run)
+        train, valid = run_streams(run)
+        counts = token_counts(train, len(run.tokenizer))
+        figs = {"loss_curves": loss_curves_figure(run.metrics, "transformer training")}
+        for ordering in ("id", "frequency", "cluster"):
+            figs[f"embed_similarity_{ordering}"] = similarity_figure(
+                run.model, run.tokenizer, "embed", ordering, 8, counts, max_tokens=p.analysis_tokens
+            )
+        figs["unembed_similarity_frequency"] = similarity_figure(
+            run.model,
+            run.tokenizer,
+            "unembed",
+            "frequency",
+            8,
+            counts,
+            max_tokens=p.analysis_tokens,
+        )
+        figs.update(circuit_figures(run.model, run.tokenizer, counts, 0, 0, 40))
+        figs["attention_patterns"] = patterns_figure(run.model, run.tokenizer, valid.story(0))
+        pcs = pca_figures(run.model, run.tokenizer, valid, counts, n_tokens=p.pca_tokens)
+        figs.update(
+            {
+                k: v
+                for k, v in pcs.items()
+                if k in ("pca_explained_variance", "pca2d_log10_frequency", "pca3d_position")
+            }
+        )
+        return {"figures": _save_figs(figs, stage_dir)}
+
+    run_stage(
+        state,
+        "analysis",
+        {"run": state.transformer_run, "p": [p.analysis_tokens, p.pca_tokens]},
+        fn,
+    )
+
+
+def stage_ladder(state: RunState) -> None:
+    from hmm_lang.atomic import write_text
+    from hmm_lang.experiments.ladder import LadderConfig, ladder_figure, ladder_rows, markdown_table
+    from hmm_lang.stats import write_csv
+
+    p = state.profile
+    cfg = LadderConfig(
+        vocab_sizes=p.vocab_sizes,
+        ngram_orders=(1, *p.ngram_orders),
+        hmm_states=p.hmm_states,
+        hmm_iters=p.hmm_iters,
+        cloned_clones=p.cloned_clones,
+        cloned_iters=p.hmm_iters,
+        max_train_stories=p.hmm_train_stories,
+        transformer_runs=[state.transformer_run],
+    )
+
+    def fn(stage_dir: Path) -> dict:
+        rows = ladder_rows(state.corpus, state.tokenizers_dir, cfg)
+        write_csv(stage_dir / "ladder.csv", rows)
+        write_text(stage_dir / "ladder.md", markdown_table(rows))
+        return {"rows": rows, "figures": _save_figs({"ladder": ladder_figure(rows)}, stage_dir)}
+
+    inputs = {
+        "data": state.corpus.fingerprint(),
+        "cfg": json.loads(json.dumps(cfg.__dict__, default=list)),
+    }
+    state.results = run_stage(state, "ladder", inputs, fn)["rows"]
+
+
+def stage_beliefs(state: RunState) -> None:
+    from hmm_lang.experiments.beliefs import run_beliefs
+
+    p = state.profile
+
+    def fn(stage_dir: Path) -> dict:
+        out, rows, kl, figs = run_beliefs(
+            state.transformer_run, None, stage_dir, p.belief_states, p.hmm_iters, p.belief_tokens
+        )
+        return {"rows": rows, "kl": kl, "folder": str(out), "figures": _save_figs(figs, stage_dir)}
+
+    run_stage(
+        state,
+        "beliefs",
+        {"run": state.transformer_run, "p": [p.belief_states, p.hmm_iters, p.belief_tokens]},
+        fn,
+    )
+
+
+def stage_report(state: RunState) -> None:
+    from hmm_lang.report import write_report
+
+    write_report(state.run_dir, summary_markdown(state))
+
+
+STAGES = [
+    stage_tokenizers,
+    stage_token_stats,
+    stage_transformer,
+    stage_analysis,
+    stage_ladder,
+    stage_beliefs,
+]
 
 
 def summary_markdown(state: RunState) -> str:
     """The final summary: bits per byte of every model, wall time per stage."""
     lines = [f"# hmm-lang run: {state.run_dir.name}", "", f"corpus: {state.corpus.describe()}", ""]
     if state.results:
-        lines += ["| model | vocab | bits/token | bits/byte |", "|---|---|---|---|"]
-        for r in state.results:
+        lines += [
+            "| model | vocab | parameters | bits/token | bits/byte |",
+            "|---|---|---|---|---|",
+        ]
+        for r in sorted(state.results, key=lambda r: (r["vocab_size"], -r["bits_per_byte"])):
             lines.append(
-                f"| {r['model']} | {r['vocab_size']} | {r['bits_per_token']:.4f} | "
+                f"| {r['model']} | {r['vocab_size']} | {r['n_parameters']:,} | {r['bits_per_token']:.4f} | "
                 f"{r['bits_per_byte']:.4f} |"
             )
         lines.append("")

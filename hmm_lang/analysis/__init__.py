@@ -1,0 +1,1 @@
+"""Weight and activation analysis: pure functions of tensors (figures in hmm_lang.plots)."""

@@ -1,0 +1,285 @@
+"""Is an HMM's belief state linearly readable from a transformer's residual stream?
+
+In the spirit of Shai et al. 2024, but on real language with a fitted HMM: at every position of
+the validation stories, the HMM's forward belief eta_t = P(s_t | x_1..t) is the target; ridge
+regressions from each layer's residual stream predict it, scored by held-out R^2 (split by
+story). Controls: the token embedding alone, a randomly initialised transformer of the same
+shape, and shuffled beliefs. Also: the mean KL divergence between the two models' next-token
+distributions.
+
+Alignment: the transformer reads ``<s> x_1 .. x_T``; at input position p (token x_p, p >= 1) its
+residual stream has seen x_1..x_p, as has the belief eta_p; both predict x_{p+1}.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hmm_lang.analysis.probing import ridge_probe
+from hmm_lang.analysis.residual import residual_hooks
+from hmm_lang.errors import HmmLangError
+from hmm_lang.hmm.batching import LaneBatch
+from hmm_lang.hmm.inference import forward
+from hmm_lang.hmm.model import CategoricalHMM
+from hmm_lang.pretokenize import TokenStream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BeliefData:
+    beliefs: np.ndarray  # (n, K) HMM filtering distributions
+    features: dict[str, np.ndarray]  # name -> (n, d) activations at the same positions
+    groups: np.ndarray  # (n,) story index, for the held-out split
+    kl_transformer_hmm: float  # mean KL(P_transformer || P_hmm) over next tokens, nats
+    kl_hmm_transformer: float
+
+
+def _story_batch(stream: TokenStream, n_tokens: int, n_ctx: int) -> list[np.ndarray]:
+    """Stories (each cut to n_ctx - 1 tokens, so ``<s> story`` fits) until n_tokens positions."""
+    out, total = [], 0
+    for i in range(stream.n_stories):
+        s = stream.story(i)[: n_ctx - 1].astype(np.int64)
+        if len(s) < 2:
+            continue
+        out.append(s)
+        total += len(s)
+        if total >= n_tokens:
+            break
+    if not out:
+        raise HmmLangError("no validation story long enough for belief probing")
+    return out
+
+
+def _one_story_per_lane(stories: list[np.ndarray]) -> LaneBatch:
+    t = max(len(s) for s in stories)
+    tokens = torch.zeros(len(stories), t, dtype=torch.long)
+    valid = torch.zeros(len(stories), t, dtype=torch.bool)
+    for i, s in enumerate(stories):
+        tokens[i, : len(s)] = torch.from_numpy(s)
+        valid[i, : len(s)] = True
+    start = torch.zeros_like(valid)
+    start[:, 0] = True
+    return LaneBatch(tokens, start, valid)
+
+
+@torch.no_grad()
+def collect_belief_data(
+    model,
+    random_model,
+    hmm: CategoricalHMM,
+    stream: TokenStream,
+    bos_id: int,
+    n_tokens: int = 20_000,
+    batch_size: int = 32,
+) -> BeliefData:
+    """Beliefs, residual streams (real and random model, every layer), embeddings, and KLs."""
+    if hmm.vocab_size != stream.vocab_size:
+        raise HmmLangError(
+            f"the HMM has vocab {hmm.vocab_size} but the stream {stream.vocab_size}; fit the HMM "
+            "with the transformer run's tokenizer"
+        )
+    n_ctx = model.config.model.n_ctx
+    stories = _story_batch(stream, n_tokens, n_ctx)
+    hooks = residual_hooks(len(model.model.blocks))
+    feats: dict[str, list[np.ndarray]] = {}
+    beliefs, groups, kl_th, kl_ht = [], [], [], []
+    emit_t = hmm.emit.double()
+    for a in range(0, len(stories), batch_size):
+        chunk = stories[a : a + batch_size]
+        alpha = forward(hmm, _one_story_per_lane(chunk)).alpha.transpose(0, 1)  # (N, T, K)
+        x = torch.zeros(len(chunk), max(len(s) for s in chunk) + 1, dtype=torch.long)
+        x[:, 0] = bos_id
+        for i, s in enumerate(chunk):
+            x[i, 1 : len(s) + 1] = torch.from_numpy(s)
+        logits, cache = model.model.run_with_cache(
+            x, names_filter=lambda n: n in hooks or n == "hook_embed"
+        )
+        _, rcache = random_model.model.run_with_cache(x, names_filter=lambda n: n in hooks)
+        for i, s in enumerate(chunk):
+            pos = np.arange(1, len(s))  # input positions holding x_1..x_{T-1}: next token exists
+            beliefs.append(alpha[i, pos - 1].double().numpy())
+            groups.append(np.full(len(pos), a + i))
+            for h in hooks:
+                feats.setdefault(h, []).append(cache[h][i, pos].double().numpy())
+                feats.setdefault(f"random:{h}", []).append(rcache[h][i, pos].double().numpy())
+            feats.setdefault("embedding", []).append(cache["hook_embed"][i, pos].double().numpy())
+            p_hmm = (alpha[i, pos - 1].double() @ hmm.trans.double()) @ emit_t  # (n, V)
+            log_t = torch.log_softmax(logits[i, pos].double(), -1)
+            log_h = torch.log(p_hmm.clamp(min=1e-300))
+            kl_th.append(float((log_t.exp() * (log_t - log_h)).sum()))
+            kl_ht.append(float((p_hmm * (log_h - log_t)).sum()))
+    n = sum(len(b) for b in beliefs)
+    return BeliefData(
+        np.concatenate(beliefs),
+        {k: np.concatenate(v) for k, v in feats.items()},
+        np.concatenate(groups),
+        sum(kl_th) / n,
+        sum(kl_ht) / n,
+    )
+
+
+def probe_table(data: BeliefData, seed: int = 0) -> list[dict]:
+    """Held-out R^2 of every feature set, plus the shuffled-beliefs control per layer."""
+    rng = np.random.default_rng(seed)
+    shuffled = data.beliefs[rng.permutation(len(data.beliefs))]
+    rows = []
+    for name, x in data.features.items():
+        kind = (
+            "embedding"
+            if name == "embedding"
+            else ("random init" if name.startswith("random:") else "trained")
+        )
+        r = ridge_probe(x, data.beliefs, data.groups, seed=seed)
+        rows.append(
+            {
+                "features": name.removeprefix("random:"),
+                "control": kind,
+                "r2": r.r2,
+                "alpha": r.alpha,
+                "n_test": r.n_test,
+            }
+        )
+        if kind == "trained":
+            s = ridge_probe(x, shuffled, data.groups, seed=seed)
+            rows.append(
+                {
+                    "features": name,
+                    "control": "shuffled beliefs",
+                    "r2": s.r2,
+                    "alpha": s.alpha,
+                    "n_test": s.n_test,
+                }
+            )
+    return rows
+
+
+def dominant_states(hmm: CategoricalHMM, n_iter: int = 200) -> np.ndarray:
+    """(V,) each token's most probable state, argmax_k pi_k P(v | k) with pi stationary."""
+    pi = torch.full((hmm.n_states,), 1.0 / hmm.n_states, dtype=torch.float64)
+    a = hmm.trans.double()
+    for _ in range(n_iter):
+        pi = pi @ a
+    return (pi[:, None] * hmm.emit.double()).argmax(0).numpy()
+
+
+def r2_figure(rows: list[dict]):
+    """Held-out R^2 per residual hook for the trained model and its controls."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for control, dash in (
+        ("trained", "solid"),
+        ("random init", "dash"),
+        ("shuffled beliefs", "dot"),
+    ):
+        pts = [r for r in rows if r["control"] == control]
+        fig.add_trace(
+            go.Scatter(
+                x=[r["features"] for r in pts],
+                y=[r["r2"] for r in pts],
+                mode="lines+markers",
+                name=control,
+                line=dict(dash=dash),
+            )
+        )
+    emb = [r["r2"] for r in rows if r["control"] == "embedding"]
+    if emb:
+        fig.add_hline(
+            y=emb[0], line_dash="dashdot", annotation_text=f"token embedding only: {emb[0]:.3f}"
+        )
+    fig.update_layout(
+        title="HMM belief state from the residual stream: held-out R^2",
+        xaxis_title="residual stream",
+        yaxis_title="R^2",
+        template="plotly_white",
+    )
+    return fig
+
+
+def run_beliefs(
+    run_path,
+    hmm: CategoricalHMM | None,
+    out_dir,
+    states: int = 64,
+    iters: int = 10,
+    n_tokens: int = 20_000,
+    seed: int = 0,
+    figure_tokens: int = 1024,
+):
+    """Fit (or take) an HMM on the run's tokens, probe, write ``<out_dir>/<time>_beliefs/``.
+
+    The embedding figure shows the ``figure_tokens`` most frequent tokens, grouped by state.
+    """
+    import copy
+
+    from hmm_lang.analysis.embeddings import (
+        coarse_grain,
+        cosine_similarity_matrix,
+        order_by_groups,
+        token_labels,
+    )
+    from hmm_lang.atomic import write_json, write_text, write_yaml
+    from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
+    from hmm_lang.plots.embeddings import coarse_grained_figure
+    from hmm_lang.plots.export import save_figure
+    from hmm_lang.records import new_run_dir, write_environment
+    from hmm_lang.runs import load_run, run_streams, token_counts
+    from hmm_lang.stats import write_csv
+    from hmm_lang.tokenizer import BOS
+    from hmm_lang.transformer import HookedTransformerModel
+
+    run = load_run(run_path)
+    train, valid = run_streams(run)
+    out = new_run_dir(out_dir, "beliefs")
+    write_yaml(
+        out / "config.yaml",
+        {
+            "run": str(run.path),
+            "states": states,
+            "iters": iters,
+            "n_tokens": n_tokens,
+            "seed": seed,
+        },
+    )
+    write_environment(out)
+    if hmm is None:
+        hmm = fit_hmm(train, valid, HMMFitConfig(states=states, iters=iters, seed=seed)).model
+        hmm.save(out / "hmm.pt")
+    rcfg = copy.deepcopy(run.config)
+    rcfg.model.seed = run.config.model.seed + 1000
+    random_model = HookedTransformerModel(rcfg).eval()
+    bos = run.tokenizer.convert_tokens_to_ids(BOS)
+    data = collect_belief_data(run.model, random_model, hmm, valid, bos, n_tokens=n_tokens)
+    rows = probe_table(data, seed=seed)
+    write_csv(out / "r2.csv", rows)
+    table = ["| features | control | held-out R^2 |", "|---|---|---|"]
+    table += [f"| {r['features']} | {r['control']} | {r['r2']:.4f} |" for r in rows]
+    write_text(out / "r2.md", "\n".join(table) + "\n")
+    kl = {
+        "kl_transformer_hmm_nats": data.kl_transformer_hmm,
+        "kl_hmm_transformer_nats": data.kl_hmm_transformer,
+        "positions": len(data.beliefs),
+    }
+    write_json(out / "kl.json", kl)
+    figs = {"r2_by_layer": r2_figure(rows)}
+    groups = dominant_states(hmm)
+    counts = token_counts(train, len(run.tokenizer))
+    top = np.argsort(-counts, kind="stable")[:figure_tokens]
+    order = top[order_by_groups(groups[top])]
+    sim = cosine_similarity_matrix(run.model.model.W_E.detach()[torch.as_tensor(order)]).numpy()
+    _, block = np.unique(groups[order], return_inverse=True)
+    figs["embedding_by_hmm_state"] = coarse_grained_figure(
+        sim,
+        token_labels(run.tokenizer, order),
+        coarse_grain(sim, block),
+        [f"state {g}" for g in np.unique(groups[order])],
+        "W_E similarity ordered and coarse-grained by dominant HMM state",
+    )
+    for name, fig in figs.items():
+        save_figure(fig, out, name, png=False)
+    return out, rows, kl, figs

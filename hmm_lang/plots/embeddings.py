@@ -1,0 +1,76 @@
+"""Similarity heatmaps of token embeddings, full and coarse-grained side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+
+def similarity_heatmap(
+    sim: np.ndarray, labels: list[str], title: str = "cosine similarity"
+) -> go.Figure:
+    """(n, n) similarity with token labels on both axes; hover shows both tokens."""
+    fig = go.Figure(_heatmap(sim, labels))
+    fig.update_layout(title=title, template="plotly_white", width=800, height=760)
+    fig.update_yaxes(autorange="reversed", showticklabels=len(labels) <= 64)
+    fig.update_xaxes(showticklabels=len(labels) <= 64)
+    return fig
+
+
+def _heatmap(sim, labels, **kw) -> go.Heatmap:
+    return go.Heatmap(
+        z=np.asarray(sim, dtype=np.float32),
+        x=labels,
+        y=labels,
+        colorscale="balance",
+        zmin=-1,
+        zmax=1,
+        hovertemplate="%{y}<br>%{x}<br>cos %{z:.3f}<extra></extra>",
+        **kw,
+    )
+
+
+def coarse_grained_figure(
+    sim: np.ndarray,
+    labels: list[str],
+    blocks: np.ndarray,
+    block_names: list[str] | None = None,
+    title: str = "similarity: full and coarse-grained",
+) -> go.Figure:
+    """The full matrix (left) beside its k x k block means (right), each with a colorbar.
+
+    ``blocks`` is the coarse-grained matrix of the same (already ordered) tokens; its colour
+    range is its own, since block means are much smaller than single similarities.
+    """
+    k = blocks.shape[0]
+    names = block_names or [f"block {i}" for i in range(k)]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("tokens", f"{k} x {k} block means (off-diagonal)"),
+        horizontal_spacing=0.15,
+    )
+    fig.add_trace(_heatmap(sim, labels, colorbar=dict(x=0.42, len=0.9, title="cos")), row=1, col=1)
+    lim = float(np.nanmax(np.abs(blocks))) or 1.0
+    fig.add_trace(
+        go.Heatmap(
+            z=blocks,
+            x=names,
+            y=names,
+            colorscale="balance",
+            zmin=-lim,
+            zmax=lim,
+            colorbar=dict(x=1.0, len=0.9, title="mean cos"),
+            hovertemplate="%{y} x %{x}<br>mean cos %{z:.4f}<extra></extra>",
+            text=np.round(blocks, 3),
+            texttemplate="%{text}" if k <= 16 else None,
+        ),
+        row=1,
+        col=2,
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(showticklabels=False, row=1, col=1)
+    fig.update_yaxes(showticklabels=False, row=1, col=1)
+    fig.update_layout(title=title, template="plotly_white", width=1250, height=620)
+    return fig

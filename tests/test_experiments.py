@@ -1,0 +1,94 @@
+"""The experiments in smoke mode: ladder, belief probing, HMM anatomy, probes."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hmm_lang.analysis.hmm_states import (
+    entropy_bits,
+    sample_predictive,
+    state_usage,
+    strongest_transitions,
+    top_tokens,
+)
+from hmm_lang.analysis.probing import ridge_probe
+from hmm_lang.config import apply_overrides, load_config
+from hmm_lang.experiments.beliefs import dominant_states, run_beliefs
+from hmm_lang.experiments.ladder import LadderConfig, ladder_figure, run_ladder
+from hmm_lang.hmm import random_hmm
+from hmm_lang.tokenizer import hf_dir
+from hmm_lang.transformer.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tokenizers_dir):
+    cfg = apply_overrides(
+        load_config("tiny"),
+        [f"data.tokenizer={hf_dir(tokenizers_dir, 1024)}", "data.max_stories=400"],
+    )
+    return train(cfg, tmp_path_factory.mktemp("runs"), progress=False)
+
+
+def test_ridge_probe_known_answers():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 5))
+    y = x @ rng.normal(size=(5, 3)) + 0.01 * rng.normal(size=(2000, 3))
+    groups = np.arange(2000) // 20
+    assert ridge_probe(x, y, groups).r2 > 0.99
+    assert ridge_probe(x, rng.normal(size=(2000, 3)), groups).r2 < 0.05
+
+
+def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run):
+    cfg = LadderConfig(
+        vocab_sizes=(1024,),
+        ngram_orders=(1, 2, 3),
+        hmm_states=(4,),
+        hmm_iters=2,
+        cloned_clones=(2,),
+        cloned_iters=2,
+        max_train_stories=150,
+        transformer_runs=[str(tiny_run)],
+    )
+    run_dir, rows = run_ladder(corpus, tokenizers_dir, cfg, tmp_path)
+    families = {r["family"] for r in rows}
+    assert families == {"unigram", "n-gram", "dense HMM", "cloned HMM", "transformer"}
+    assert all(math.isfinite(r["bits_per_byte"]) and r["n_parameters"] > 0 for r in rows)
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "ladder.csv",
+        "ladder.md",
+        "ladder.html",
+        "config.yaml",
+    }
+    fig = ladder_figure(rows)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.title.text == "bits per byte"
+    assert len(fig.data) == 5  # one trace per family at one vocab size
+
+
+def test_beliefs_smoke(tmp_path, tiny_run):
+    out, rows, kl, figs = run_beliefs(tiny_run, None, tmp_path, states=6, iters=2, n_tokens=1500)
+    controls = {r["control"] for r in rows}
+    assert controls == {"trained", "random init", "shuffled beliefs", "embedding"}
+    trained = [r for r in rows if r["control"] == "trained"]
+    shuffled = [r for r in rows if r["control"] == "shuffled beliefs"]
+    assert len(trained) == len(shuffled) == 2  # resid_pre of the 1 layer, the final resid_post
+    assert max(r["r2"] for r in trained) > max(r["r2"] for r in shuffled)
+    assert kl["kl_transformer_hmm_nats"] >= 0 and kl["kl_hmm_transformer_nats"] >= 0
+    assert (out / "r2.csv").exists() and (out / "kl.json").exists() and (out / "hmm.pt").exists()
+    assert set(figs) == {"r2_by_layer", "embedding_by_hmm_state"}
+
+
+def test_hmm_anatomy_functions():
+    hmm = random_hmm(5, 12, seed=0, dtype=torch.float64)
+    ids, p = top_tokens(hmm, 3)
+    assert ids.shape == (5, 3) and np.all(np.diff(p, axis=1) <= 0)
+    edges = strongest_transitions(hmm, 6)
+    assert len(edges) == 6 and all(i != j for i, j, _ in edges)
+    usage = state_usage(hmm, [np.arange(12), np.arange(6)])
+    assert usage.sum() == pytest.approx(1.0) and 0 < entropy_bits(usage) <= math.log2(5)
+    cold = sample_predictive(hmm, 50, 20, temperature=0.1, seed=0)
+    hot = sample_predictive(hmm, 50, 20, temperature=1.0, seed=0)
+    distinct = lambda seqs: len({int(t) for s in seqs for t in s})  # noqa: E731
+    assert distinct(cold) <= distinct(hot)
+    assert dominant_states(hmm).shape == (12,)
