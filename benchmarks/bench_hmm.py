@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+from machine import matmul_flops
 
 SEQ_LEN = 100
 # tokens per engine and K: enough for stable timings, small enough for the slow engines
@@ -29,19 +30,6 @@ TOKENS = {
     "hmmlearn": {64: 100_000, 256: 20_000, 1024: 2_000},
     "pomegranate": {64: 20_000, 256: 5_000, 1024: 1_000},
 }
-
-
-def matmul_flops(sizes=(1024, 2048, 4096), reps: int = 5) -> float:
-    """The best float32 matmul rate over a few square sizes (FLOP/s)."""
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0))
-    return best
 
 
 def make_data(k: int, v: int, n_tokens: int, seed: int = 0):

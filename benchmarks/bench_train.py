@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import matmul_flops
 from torch import nn
 
 from hmm_lang.config import load_config
@@ -71,18 +72,6 @@ class SlowLoss(_Loss):
     def forward(self, x, y):
         logits = self.model.native(x)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-
-
-def matmul_flops(sizes=(1024, 2048), reps=5) -> float:
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0))
-    return best
 
 
 def time_steps(module: nn.Module, loss_module, tc, batches) -> float:

@@ -81,12 +81,12 @@ def load_run(
 __all__ = ["Run", "find_run", "latest_run", "load_run"]
 
 
-def run_streams(run: Run):
-    """The run's training and validation token streams (its corpus, under its own tokenizer)."""
+def config_streams(cfg: RunConfig, tokenizer_dir):
+    """Training and validation token streams of a config's corpus under ``tokenizer_dir``."""
     from hmm_lang.corpus import load_corpus
     from hmm_lang.pretokenize import pretokenize
 
-    d = run.config.data
+    d = cfg.data
     corpus = load_corpus(
         d.data,
         d.valid,
@@ -94,8 +94,12 @@ def run_streams(run: Run):
         valid_fraction=d.valid_fraction,
         seed=d.split_seed,
     )
-    tok_dir = run.path / "tokenizer"
-    return pretokenize(corpus.train, tok_dir), pretokenize(corpus.valid, tok_dir)
+    return pretokenize(corpus.train, tokenizer_dir), pretokenize(corpus.valid, tokenizer_dir)
+
+
+def run_streams(run: Run):
+    """The run's training and validation token streams (its corpus, under its own tokenizer)."""
+    return config_streams(run.config, run.path / "tokenizer")
 
 
 def token_counts(stream, vocab_size: int):

@@ -31,3 +31,22 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     ).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+
+
+def test_hmm_lang_notebooks_saves_executed_copies_and_html(tmp_path, monkeypatch):
+    from hmm_lang.notebook import NotebookEnv, execute_notebooks, train_smoke_run
+    from hmm_lang.pipeline import PROFILES
+
+    monkeypatch.setenv("HMM_LANG_HOME", str(tmp_path))
+    run = train_smoke_run(NotebookEnv(True, tmp_path, PROFILES["smoke"]))
+    written = execute_notebooks(run, smoke=True, names=["01_corpus_and_tokenizers", "03_embeddings"])
+    names = sorted(p.name for p in written)
+    assert names == [
+        "01_corpus_and_tokenizers.html",
+        "01_corpus_and_tokenizers.ipynb",
+        "03_embeddings.html",
+        "03_embeddings.ipynb",
+    ]
+    executed = nbformat.read(run / "notebooks" / "03_embeddings.ipynb", as_version=4)
+    assert str(run) in executed.cells[2].source  # the injected run
+    assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")

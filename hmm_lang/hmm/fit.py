@@ -85,18 +85,22 @@ class FitResult:
         }
 
 
-def _sequences(stream: TokenStream, max_stories: int | None) -> list[np.ndarray]:
-    seqs = [s.astype(np.int64) for s in stream.stories()]
-    return seqs[:max_stories] if max_stories else seqs
+def _training_sequences(
+    train: TokenStream, valid: TokenStream, cfg: HMMFitConfig
+) -> list[np.ndarray]:
+    """Checked int64 training sequences (the first ``max_train_stories``)."""
+    cfg.validate()
+    check_vocab(train.vocab_size, valid.vocab_size, "training stream")
+    seqs = [s.astype(np.int64) for s in train.stories()]
+    seqs = seqs[: cfg.max_train_stories] if cfg.max_train_stories else seqs
+    check_sequences(seqs, train.vocab_size)
+    return seqs
 
 
 def fit_dense(train: TokenStream, valid: TokenStream, cfg: HMMFitConfig) -> FitResult:
     """Dense HMM: data-driven (or random) start, restarts, batch or online EM."""
-    cfg.validate()
-    check_vocab(train.vocab_size, valid.vocab_size, "training stream")
     t0 = time.perf_counter()
-    seqs = _sequences(train, cfg.max_train_stories)
-    check_sequences(seqs, train.vocab_size)
+    seqs = _training_sequences(train, valid, cfg)
     rank, world = rank_and_world()
     local = shard(seqs, rank, world)
     train_b = pack_lanes(local, cfg.batch_tokens, cfg.lane_len)
@@ -147,11 +151,8 @@ ESCAPE_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2)
 
 def fit_cloned(train: TokenStream, valid: TokenStream, cfg: HMMFitConfig) -> FitResult:
     """Cloned HMM: EM on 95% of the training stories, escape mass tuned on the other 5%."""
-    cfg.validate()
-    check_vocab(train.vocab_size, valid.vocab_size, "training stream")
     t0 = time.perf_counter()
-    seqs = _sequences(train, cfg.max_train_stories)
-    check_sequences(seqs, train.vocab_size)
+    seqs = _training_sequences(train, valid, cfg)
     n_dev = max(1, len(seqs) // 20) if len(seqs) > 1 else 0
     fit_seqs, dev_seqs = seqs[: len(seqs) - n_dev], seqs[len(seqs) - n_dev :]
     v = train.vocab_size

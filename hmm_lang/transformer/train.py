@@ -25,11 +25,10 @@ from tqdm.auto import tqdm
 
 from hmm_lang.atomic import atomic_path, write_yaml
 from hmm_lang.config import RunConfig, load_config
-from hmm_lang.corpus import load_corpus
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.distributed import init_from_env, rank_and_world
-from hmm_lang.pretokenize import pretokenize
 from hmm_lang.records import new_run_dir, write_environment
+from hmm_lang.runs import config_streams
 from hmm_lang.tokenizer import BOS, load_tokenizer, resolve_tokenizer_dir
 from hmm_lang.transformer.data import WindowSampler, evaluate, with_bos
 from hmm_lang.transformer.model import (
@@ -107,19 +106,6 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def _streams(cfg: RunConfig, tokenizer_dir: Path):
-    d = cfg.data
-    corpus = load_corpus(
-        d.data,
-        d.valid,
-        max_stories=d.max_stories,
-        valid_fraction=d.valid_fraction,
-        seed=d.split_seed,
-    )
-    log.info("corpus: %s", corpus.describe())
-    return pretokenize(corpus.train, tokenizer_dir), pretokenize(corpus.valid, tokenizer_dir)
-
-
 def _log_metrics(run_dir: Path, record: dict) -> None:
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -154,7 +140,7 @@ def train(
             f"train.batch_tokens {tc.batch_tokens} is below n_ctx x processes "
             f"({cfg.model.n_ctx} x {world}); raise it"
         )
-    train_stream, valid_stream = _streams(cfg, tokenizer_dir)
+    train_stream, valid_stream = config_streams(cfg, tokenizer_dir)
     if valid_stream.n_stories == 0:
         raise HmmLangError("the validation split is empty; give it at least one story")
     if cfg.model.n_ctx > int(max(train_stream.offsets[1:] - train_stream.offsets[:-1])) + 1:
