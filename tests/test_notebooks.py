@@ -39,7 +39,9 @@ def test_hmm_lang_notebooks_saves_executed_copies_and_html(tmp_path, monkeypatch
 
     monkeypatch.setenv("HMM_LANG_HOME", str(tmp_path))
     run = train_smoke_run(NotebookEnv(True, tmp_path, PROFILES["smoke"]))
-    written = execute_notebooks(run, smoke=True, names=["01_corpus_and_tokenizers", "03_embeddings"])
+    written = execute_notebooks(
+        run, smoke=True, names=["01_corpus_and_tokenizers", "03_embeddings"]
+    )
     names = sorted(p.name for p in written)
     assert names == [
         "01_corpus_and_tokenizers.html",

@@ -47,7 +47,7 @@ class HMMFitConfig:
     minibatch_stories: int = 512
     online_alpha: float = 0.7
     seed: int = 0
-    batch_tokens: int = 1 << 18
+    batch_tokens: int | None = None  # tokens per E-step batch; None: about 1 GB of beliefs
     lane_len: int = 512
     device: str = "cpu"
     max_train_stories: int | None = None
@@ -85,6 +85,14 @@ class FitResult:
         }
 
 
+def batch_tokens_for(cfg: HMMFitConfig, states: int) -> int:
+    """Tokens per batch: as many lanes as ~1 GB of (T, N, K) float32 beliefs allows, since
+    more lanes make each step's matmul larger and the per-step overhead smaller."""
+    if cfg.batch_tokens is not None:
+        return cfg.batch_tokens
+    return int(min(1 << 21, max(1 << 16, (1 << 28) // states)))
+
+
 def _training_sequences(
     train: TokenStream, valid: TokenStream, cfg: HMMFitConfig
 ) -> list[np.ndarray]:
@@ -103,8 +111,9 @@ def fit_dense(train: TokenStream, valid: TokenStream, cfg: HMMFitConfig) -> FitR
     seqs = _training_sequences(train, valid, cfg)
     rank, world = rank_and_world()
     local = shard(seqs, rank, world)
-    train_b = pack_lanes(local, cfg.batch_tokens, cfg.lane_len)
-    valid_b = pack_lanes(valid.stories(), cfg.batch_tokens, cfg.lane_len)
+    bt = batch_tokens_for(cfg, cfg.states)
+    train_b = pack_lanes(local, bt, cfg.lane_len)
+    valid_b = pack_lanes(valid.stories(), bt, cfg.lane_len)
     best = None
     for r in range(cfg.restarts):
         hmm = initial_hmm(cfg.init, seqs, cfg.states, train.vocab_size, seed=cfg.seed + r)
@@ -118,7 +127,7 @@ def fit_dense(train: TokenStream, valid: TokenStream, cfg: HMMFitConfig) -> FitR
                 alpha=cfg.online_alpha,
                 smoothing=cfg.smoothing,
                 reduce=all_reduce_stats,
-                batch_tokens=cfg.batch_tokens,
+                batch_tokens=bt,
             )
         else:
             res = fit_em(
@@ -162,7 +171,8 @@ def fit_cloned(train: TokenStream, valid: TokenStream, cfg: HMMFitConfig) -> Fit
     else:
         clones = cfg.clones
     model = init_cloned_hmm(fit_seqs, v, clones, escape=cfg.escape, seed=cfg.seed)
-    batches = pack_lanes(fit_seqs, cfg.batch_tokens, cfg.lane_len)
+    bt = batch_tokens_for(cfg, model.max_clones**2)  # cloned steps hold (N, n, n) blocks
+    batches = pack_lanes(fit_seqs, bt, cfg.lane_len)
     # No early stop on a small improvement: cloned EM crawls along the symmetric plateau for
     # a few iterations before it accelerates. The monitor still checks monotonicity.
     monitor = ConvergenceMonitor(tol=-float("inf"), max_iter=max(cfg.iters, 1))
@@ -181,8 +191,8 @@ def fit_cloned(train: TokenStream, valid: TokenStream, cfg: HMMFitConfig) -> Fit
             tok_s=f"{stats.n_tokens / seconds:,.0f}",
         )
     if dev_seqs:
-        model.escape = tune_escape(model, pack_lanes(dev_seqs, cfg.batch_tokens, cfg.lane_len))
-    ll, _ = model.log_likelihood(pack_lanes(valid.stories(), cfg.batch_tokens, cfg.lane_len))
+        model.escape = tune_escape(model, pack_lanes(dev_seqs, bt, cfg.lane_len))
+    ll, _ = model.log_likelihood(pack_lanes(valid.stories(), bt, cfg.lane_len))
     return FitResult(
         model,
         monitor.as_dicts(),

@@ -194,7 +194,7 @@ def log_likelihood(hmm: CategoricalHMM, batches: Iterable[LaneBatch]) -> tuple[f
     Streams over time: memory is O(N K), whatever the lane length.
     """
     total, n_tokens = 0.0, 0
-    emit_t = hmm.emit.t()
+    emit_t = hmm.emit.t().contiguous()  # (V, K): contiguous rows gather fast
     for batch in batches:
         tokens, restart, valid = _time_major(hmm, batch)
         n = tokens.shape[1]
