@@ -54,9 +54,3 @@ def environment() -> dict:
 
 def write_environment(run_dir: Path) -> None:
     write_json(run_dir / "environment.json", environment())
-
-
-def latest_run(out_dir: str | Path = "records", suffix: str = "") -> Path | None:
-    """The newest run folder under ``out_dir`` whose name ends with ``suffix``."""
-    runs = sorted(p for p in Path(out_dir).glob("2*") if p.is_dir() and p.name.endswith(suffix))
-    return runs[-1] if runs else None

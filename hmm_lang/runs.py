@@ -10,7 +10,6 @@ import torch
 
 from hmm_lang.config import RunConfig, load_config
 from hmm_lang.errors import HmmLangError
-from hmm_lang.records import latest_run
 from hmm_lang.tokenizer import load_tokenizer
 
 
@@ -78,7 +77,7 @@ def load_run(
     return Run(run_dir, cfg, model, tokenizer, metrics)
 
 
-__all__ = ["Run", "find_run", "latest_run", "load_run"]
+__all__ = ["Run", "config_streams", "find_run", "load_run", "run_streams"]
 
 
 def config_streams(cfg: RunConfig, tokenizer_dir):

@@ -15,7 +15,6 @@ in ``.model`` so that the original research notebook runs unchanged::
 from __future__ import annotations
 
 import contextlib
-import math
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +83,6 @@ class HookedTransformerModel(nn.Module):
         from transformer_lens import TransformerBridge
 
         self.config = _as_run_config(config)
-        self.device_ = torch.device(device) if device is not None else None
         self.model = TransformerBridge.boot_native(bridge_config(self.config.model))
         if device is not None:
             self.to(device)
@@ -163,4 +161,4 @@ def check_checkpoint_vocab(model_vocab: int, tokenizer_vocab: int) -> None:
         )
 
 
-__all__ = ["HookedTransformerModel", "fast_attention", "math"]
+__all__ = ["HookedTransformerModel", "fast_attention", "resolve_device"]
