@@ -43,8 +43,11 @@ def make_data(k: int, v: int, n_tokens: int, seed: int = 0):
 
 def run_hmm_lang(seqs, init, iters):
     from hmm_lang.hmm import fit_em, pack_lanes
+    from hmm_lang.hmm.fit import HMMFitConfig, batch_tokens_for
 
-    batches = pack_lanes(seqs, batch_tokens=1 << 17, lane_len=SEQ_LEN)
+    # the batch size fit-hmm uses by default at this K
+    bt = batch_tokens_for(HMMFitConfig(states=init.n_states), init.n_states)
+    batches = pack_lanes(seqs, batch_tokens=bt, lane_len=SEQ_LEN)
     t0 = time.perf_counter()
     res = fit_em(
         init.to(dtype=torch.float32),

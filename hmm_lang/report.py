@@ -93,6 +93,7 @@ def write_report(run_dir: str | Path, summary_md: str) -> Path:
 <script>{get_plotlyjs()}</script>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:auto;padding:1em}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}
 .figure{{margin-bottom:2em}}</style></head>
 <body><pre id="js-errors"></pre>
 {chr(10).join(parts)}
