@@ -46,8 +46,8 @@ def run_hmm_lang(seqs, init, iters):
     from hmm_lang.hmm.fit import HMMFitConfig, batch_tokens_for
 
     # the batch size fit-hmm uses by default at this K
-    bt = batch_tokens_for(HMMFitConfig(states=init.n_states), init.n_states)
-    batches = pack_lanes(seqs, batch_tokens=bt, lane_len=SEQ_LEN)
+    cfg = HMMFitConfig(states=init.n_states, lane_len=SEQ_LEN)
+    batches = pack_lanes(seqs, batch_tokens=batch_tokens_for(cfg, init.n_states), lane_len=SEQ_LEN)
     t0 = time.perf_counter()
     res = fit_em(
         init.to(dtype=torch.float32),
