@@ -39,12 +39,10 @@ def setup(smoke: bool | None = None, profile: str = "cpu") -> NotebookEnv:
         cwd = Path.cwd()
         home = cwd.parent if cwd.name == "notebooks" else cwd
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    if smoke:  # small outputs in tests; otherwise plotly's default renders inline in Jupyter
         import plotly.io as pio
 
-        pio.renderers.default = "notebook_connected" if not smoke else "json"
-    except ImportError:  # pragma: no cover
-        pass
+        pio.renderers.default = "json"
     return NotebookEnv(bool(smoke), Path(home), PROFILES["smoke" if smoke else profile])
 
 
