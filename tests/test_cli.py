@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,8 @@ SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
 
 
 def test_console_script_help():
-    out = subprocess.run(["hmm-lang", "--help"], capture_output=True, text=True, check=True)
+    script = Path(sys.executable).parent / "hmm-lang"  # the venv's console script
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "tokenizers" in out.stdout and "run" in out.stdout
 
 

@@ -29,6 +29,7 @@ def _worker(rank: int, path: str, out: str) -> None:
     result = fit_dense(make_stream(0), make_stream(1, 30), CFG)
     if rank == 0:
         torch.save([t for t in result.model.tensors()], out)
+    dist.barrier()  # no rank tears gloo down while another is still talking
     dist.destroy_process_group()
 
 

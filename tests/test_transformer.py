@@ -140,6 +140,7 @@ def _ddp_worker(rank, pg, tokenizers_dir, out):
         out,
         progress=False,
     )
+    dist.barrier()  # no rank tears gloo down while another is still talking
     dist.destroy_process_group()
 
 
@@ -177,6 +178,7 @@ def _grad_worker(rank, pg, out):
     ddp(x[rank * 4 : (rank + 1) * 4], y[rank * 4 : (rank + 1) * 4]).backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.named_parameters()}, out)
+    dist.barrier()  # no rank tears gloo down while another is still talking
     dist.destroy_process_group()
 
 
