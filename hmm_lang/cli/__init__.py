@@ -138,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands():
     """Subcommands defined beside the code they drive (HMMs, n-grams, training)."""
-    from hmm_lang import cli_experiments, cli_models
+    from hmm_lang.cli import experiments, models
 
-    return [*cli_models.REGISTER, cli_experiments.register]
+    return [*models.REGISTER, experiments.register]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,7 +156,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
