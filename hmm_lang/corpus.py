@@ -103,6 +103,11 @@ def load_hub_split(split: str, dataset_name: str = HUB_DATASET):
         datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved
 
 
+def _hub_source(split: str) -> ArrowSource:
+    ds = load_hub_split(split)
+    return ArrowSource(ds, f"TinyStories[{split}]", "hub-" + ds._fingerprint)
+
+
 def _arrow_from_disk(path: Path, split: str):
     import datasets
 
@@ -173,11 +178,9 @@ def load_corpus(
         train, val = _split(base, valid, valid_fraction, seed)
         max_stories = None
     elif data == "tinystories":
-        train = ArrowSource(load_hub_split("train"), "TinyStories[train]", "")
-        train._fingerprint = "hub-" + train.dataset._fingerprint
+        train = _hub_source("train")
         if valid is None:
-            val = ArrowSource(load_hub_split("validation"), "TinyStories[validation]", "")
-            val._fingerprint = "hub-" + val.dataset._fingerprint
+            val = _hub_source("validation")
         else:
             val = open_source(valid, "valid")
     else:

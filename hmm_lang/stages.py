@@ -12,13 +12,16 @@ from pathlib import Path
 from hmm_lang.pipeline import RunState, run_stage
 
 
-def _save_figs(figs: dict, stage_dir: Path) -> list[str]:
+def _save_figs(figs: dict, stage_dir: Path, html: bool = True) -> list[str]:
+    """Write each figure's JSON (what the report embeds), and its HTML unless ``html=False``
+    (when the library call that made it has already written the HTML)."""
     from hmm_lang.atomic import write_text
     from hmm_lang.plots.export import save_figure
 
     names = []
     for name, fig in figs.items():
-        save_figure(fig, stage_dir, name, png=False)
+        if html:
+            save_figure(fig, stage_dir, name, png=False)
         write_text(stage_dir / f"{name}.json", fig.to_json())
         names.append(name)
     return names
@@ -43,10 +46,11 @@ def stage_token_stats(state: RunState) -> None:
         stats = collect_token_stats(
             state.corpus.valid, state.tokenizers_dir, state.profile.vocab_sizes
         )
-        save_token_stats(stats, stage_dir)
+        fig = rank_frequency_figure(stats)
+        save_token_stats(stats, stage_dir, fig=fig)
         return {
             "table": stats_table(stats),
-            "figures": _save_figs({"rank_frequency": rank_frequency_figure(stats)}, stage_dir),
+            "figures": _save_figs({"rank_frequency": fig}, stage_dir, html=False),
         }
 
     inputs = {"data": state.corpus.valid.fingerprint(), "vocab": state.profile.vocab_sizes}
@@ -186,7 +190,12 @@ def stage_beliefs(state: RunState) -> None:
         out, rows, kl, figs = run_beliefs(
             state.transformer_run, None, stage_dir, p.belief_states, p.hmm_iters, p.belief_tokens
         )
-        return {"rows": rows, "kl": kl, "folder": str(out), "figures": _save_figs(figs, stage_dir)}
+        return {
+            "rows": rows,
+            "kl": kl,
+            "folder": str(out),
+            "figures": _save_figs(figs, stage_dir, html=False),
+        }
 
     run_stage(
         state,

@@ -17,6 +17,7 @@ count, and padded clones carry zero probability everywhere.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -99,7 +100,10 @@ class ClonedHMM:
         idx = torch.searchsorted(self.bigrams, key).clamp(max=len(self.bigrams) - 1)
         return torch.where(self.bigrams[idx] == key, idx, len(self.bigrams))
 
+    @functools.cached_property
     def _blocks_ext(self) -> torch.Tensor:
+        """(B + 1, n, n) the blocks plus an all-zero block for unseen bigrams (built once: the
+        parameters of a ClonedHMM never change; an M-step returns a new model)."""
         zero = torch.zeros(1, self.max_clones, self.max_clones, dtype=self.blocks.dtype)
         return torch.cat([self.blocks, zero])
 
@@ -115,7 +119,7 @@ class ClonedHMM:
     # ---- inference -----------------------------------------------------------------------
     def _forward(self, batch: LaneBatch, keep: bool):
         tokens, valid, restart, bid = self._prepare(batch)
-        blocks, eps = self._blocks_ext(), self.escape
+        blocks, eps = self._blocks_ext, self.escape
         t_len, n = tokens.shape
         alphas = torch.empty(t_len, n, self.max_clones, dtype=self.blocks.dtype) if keep else None
         scale = torch.ones(t_len, n, dtype=torch.float64)
@@ -148,7 +152,7 @@ class ClonedHMM:
     @torch.no_grad()
     def expected_counts(self, batch: LaneBatch) -> ClonedStats:
         alphas, scale, (tokens, valid, restart, bid) = self._forward(batch, keep=True)
-        blocks, eps = self._blocks_ext(), self.escape
+        blocks, eps = self._blocks_ext, self.escape
         counts = torch.zeros_like(blocks, dtype=torch.float64)
         start_counts = torch.zeros(self.start.shape, dtype=torch.float64)
         beta = torch.ones(tokens.shape[1], self.max_clones, dtype=self.blocks.dtype)
@@ -218,7 +222,7 @@ class ClonedHMM:
         back = []
         for t in range(1, len(x)):
             bid = self.bigram_ids(x[t - 1 : t], x[t : t + 1])
-            blk = self._blocks_ext()[bid[0]].double()
+            blk = self._blocks_ext[bid[0]].double()
             trans = torch.log((1 - self.escape) * blk + self.escape * self.escape_q[x[t]].double())
             scores = delta.unsqueeze(1) + trans
             delta, arg = scores.max(0)

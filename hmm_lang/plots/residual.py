@@ -37,25 +37,18 @@ def pca_scatter_figure(
         colorbar=dict(title=color_title),
         opacity=0.7,
     )
+    common = dict(
+        x=coords[:, 0],
+        y=coords[:, 1],
+        mode="markers",
+        marker=marker,
+        text=hover,
+        hovertemplate="%{text}<extra></extra>",
+    )
     if coords.shape[1] >= 3:
-        trace = go.Scatter3d(
-            x=coords[:, 0],
-            y=coords[:, 1],
-            z=coords[:, 2],
-            mode="markers",
-            marker=marker,
-            text=hover,
-            hovertemplate="%{text}<extra></extra>",
-        )
+        trace = go.Scatter3d(z=coords[:, 2], **common)
     else:
-        trace = go.Scattergl(
-            x=coords[:, 0],
-            y=coords[:, 1],
-            mode="markers",
-            marker=marker,
-            text=hover,
-            hovertemplate="%{text}<extra></extra>",
-        )
+        trace = go.Scattergl(**common)
     fig = go.Figure(trace)
     fig.update_layout(title=title, template="plotly_white", width=820, height=700)
     if coords.shape[1] >= 3:

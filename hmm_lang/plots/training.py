@@ -13,31 +13,15 @@ def loss_curves_figure(metrics: list[dict], title: str = "training") -> go.Figur
     )
     train = [m for m in metrics if "loss" in m]
     valid = [m for m in metrics if "valid_bits_per_byte" in m]
-    fig.add_trace(
-        go.Scatter(x=[m["step"] for m in train], y=[m["loss"] for m in train], name="train loss"),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[m["step"] for m in valid],
-            y=[m["valid_nats_per_token"] for m in valid],
-            name="valid loss",
-            mode="lines+markers",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=[m["step"] for m in valid],
-            y=[m["valid_bits_per_byte"] for m in valid],
-            name="valid bits/byte",
-            mode="lines+markers",
-        ),
-        row=1,
-        col=2,
-    )
+    # (records, key, name, mode, column)
+    series = [
+        (train, "loss", "train loss", "lines", 1),
+        (valid, "valid_nats_per_token", "valid loss", "lines+markers", 1),
+        (valid, "valid_bits_per_byte", "valid bits/byte", "lines+markers", 2),
+    ]
+    for records, key, name, mode, col in series:
+        x, y = [m["step"] for m in records], [m[key] for m in records]
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode=mode), row=1, col=col)
     fig.update_xaxes(title_text="step")
     fig.update_layout(title=title, template="plotly_white")
     return fig
