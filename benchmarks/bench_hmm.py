@@ -1,6 +1,8 @@
 """EM speed and memory of hmm_lang's dense HMM against hmmlearn and pomegranate.
 
     python benchmarks/bench_hmm.py [--states 64 256 1024] [--vocab 1024] [--skip-pomegranate]
+    python benchmarks/bench_hmm.py --small-data ../shared/data/tinystories_dev.txt \
+        --tokenizer tokenizers/HF_custom_tokenizer_4096 [--small-stories 400] [--small-states 256]
 
 Same synthetic data (sampled from a random HMM), same initial parameters, no smoothing. Each
 engine runs in its own subprocess so that peak RSS is its own. Reported per engine and K:
@@ -41,13 +43,21 @@ def make_data(k: int, v: int, n_tokens: int, seed: int = 0):
     return seqs, init
 
 
-def run_hmm_lang(seqs, init, iters):
+def run_hmm_lang(seqs, init, iters, sizing: str = "fit"):
     from hmm_lang.hmm import fit_em, pack_lanes
-    from hmm_lang.hmm.fit import HMMFitConfig, batch_tokens_for
+    from hmm_lang.hmm.fit import HMMFitConfig, batch_tokens_for, lane_len_for
 
-    # the batch size fit-hmm uses by default at this K
-    cfg = HMMFitConfig(states=init.n_states, lane_len=SEQ_LEN)
-    batches = pack_lanes(seqs, batch_tokens=batch_tokens_for(cfg, init.n_states), lane_len=SEQ_LEN)
+    if sizing == "fit":  # the lanes and batch fit-hmm uses by default for this data and K
+        cfg = HMMFitConfig(states=init.n_states)
+        lane = lane_len_for(cfg, seqs)
+    else:  # fixed lanes of 512 steps (raised to the longest sequence), as before this sizing
+        cfg = HMMFitConfig(states=init.n_states, lane_len=512)
+        lane = max(512, max(len(s) for s in seqs))
+    if sizing == "fit" and max(len(s) for s in seqs) <= SEQ_LEN:
+        cfg, lane = HMMFitConfig(states=init.n_states, lane_len=SEQ_LEN), SEQ_LEN
+    batches = pack_lanes(
+        seqs, batch_tokens=batch_tokens_for(cfg, init.n_states, lane), lane_len=lane
+    )
     t0 = time.perf_counter()
     res = fit_em(
         init.to(dtype=torch.float32),
@@ -138,6 +148,35 @@ def spawn(engine, k, v, n_tokens, iters):
     return json.loads(out.stdout)
 
 
+def small_real(args) -> None:
+    """EM seconds per iteration on a few hundred real stories: hmm_lang (fit-hmm's lane sizing
+    and the earlier fixed one) against hmmlearn, same start, same tokens."""
+    from hmm_lang.corpus import load_corpus
+    from hmm_lang.hmm import random_hmm
+    from hmm_lang.pretokenize import pretokenize
+
+    corpus = load_corpus(args.small_data)
+    stream = pretokenize(corpus.train, args.tokenizer).head(args.small_stories)
+    seqs = [s.astype(np.int64) for s in stream.stories()]
+    k, v = args.small_states, stream.vocab_size
+    init = random_hmm(k, v, seed=0, dtype=torch.float64)
+    n = stream.n_tokens
+    print(f"{len(seqs)} real stories, {n:,} tokens, V={v}, K={k}, {args.iters} EM iterations")
+    rows = {}
+    for name, fn in (
+        ("hmm_lang", lambda: run_hmm_lang(seqs, init, args.iters, "fit")),
+        ("hmm_lang (512-step lanes)", lambda: run_hmm_lang(seqs, init, args.iters, "fixed")),
+        ("hmmlearn", lambda: run_hmmlearn(seqs, init, args.iters)),
+    ):
+        secs, _, _ = fn()
+        rows[name] = float(np.median(secs[1:] if len(secs) > 1 else secs))
+    for name, sec in rows.items():
+        print(
+            f"{name:>24} {sec:8.3f} s/iter {n / sec:>10,.0f} tok/s "
+            f"{rows['hmmlearn'] / sec:6.1f} x hmmlearn"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--states", type=int, nargs="+", default=[64, 256, 1024])
@@ -145,7 +184,13 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--skip-pomegranate", action="store_true")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--small-data", default=None, help="real stories for the small-data case")
+    ap.add_argument("--tokenizer", default="tokenizers/HF_custom_tokenizer_4096")
+    ap.add_argument("--small-stories", type=int, default=400)
+    ap.add_argument("--small-states", type=int, default=256)
     args = ap.parse_args()
+    if args.small_data:
+        return small_real(args)
     if args.worker:
         e, k, v, n, it = args.worker
         return worker(e, int(k), int(v), int(n), int(it))

@@ -67,6 +67,21 @@ class Corpus:
         )
         return h.hexdigest()
 
+    def split_fingerprint(self) -> str:
+        """What decides which stories are training and which validation (the data, the split
+        seed and fraction), ignoring caps on the number of stories: two corpora with the same
+        split fingerprint never put one story on different sides."""
+
+        def uncapped(src: StorySource) -> str:
+            while isinstance(src, LimitSource):
+                src = src.base
+            return src.fingerprint()
+
+        h = hashlib.blake2b(
+            f"{uncapped(self.train)}|{uncapped(self.valid)}".encode(), digest_size=8
+        )
+        return h.hexdigest()
+
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Can we open a TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``)?"""

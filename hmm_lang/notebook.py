@@ -71,7 +71,10 @@ def train_smoke_run(env: NotebookEnv) -> Path:
 
     corpus = load_corpus("default", synthetic_stories=env.profile.synthetic_stories)
     tok = train_tokenizers(corpus.train, [1024], env.tokenizers_dir)[1024]
-    cfg = apply_overrides(load_config("tiny"), [f"data.tokenizer={tok}", "data.data=default"])
+    # the notebooks' corpus (same synthetic stories, same split), so the ladder accepts the run
+    items = [f"data.tokenizer={tok}", "data.data=default"]
+    items.append(f"data.max_stories={env.profile.synthetic_stories}")
+    cfg = apply_overrides(load_config("tiny"), items)
     return train(cfg, env.records_dir, progress=False)
 
 

@@ -33,7 +33,8 @@ class Profile:
     vocab_sizes: tuple[int, ...] = (1024, 2048, 4096)
     ngram_orders: tuple[int, ...] = (2, 3, 4, 5)
     hmm_states: tuple[int, ...] = (16, 64)
-    hmm_iters: int = 10
+    hmm_max_iters: int = 300  # EM stops earlier when the dev split stops improving
+    hmm_seeds: tuple[int, ...] = (0,)
     hmm_train_stories: int | None = None
     cloned_clones: tuple[int, ...] = ()
     max_valid_stories: int | None = None
@@ -50,7 +51,7 @@ PROFILES = {
         synthetic_stories=2500,
         ngram_orders=(2, 3),
         hmm_states=(8,),
-        hmm_iters=2,
+        hmm_max_iters=2,
         hmm_train_stories=200,
         cloned_clones=(2,),
         max_valid_stories=100,
@@ -63,7 +64,7 @@ PROFILES = {
     "cpu": Profile(
         synthetic_stories=20_000,
         hmm_states=(16, 64, 256),
-        hmm_iters=5,
+        hmm_max_iters=60,
         hmm_train_stories=5000,
         cloned_clones=(1, 4, 16),
         max_valid_stories=1000,
@@ -82,7 +83,8 @@ PROFILES = {
     "gpu": Profile(
         synthetic_stories=200_000,
         hmm_states=(16, 64, 256, 1024),
-        hmm_iters=20,
+        hmm_max_iters=300,
+        hmm_seeds=(0, 1, 2),
         cloned_clones=(1, 4, 16, 32),
         transformer_config="gpu_base",
         analysis_tokens=4096,

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from hmm_lang.config import RunConfig, load_config
 from hmm_lang.errors import HmmLangError
 from hmm_lang.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:
+    from hmm_lang.corpus import Corpus
 
 
 @dataclass
@@ -77,7 +81,7 @@ def load_run(
     return Run(run_dir, cfg, model, tokenizer, metrics)
 
 
-__all__ = ["Run", "config_streams", "find_run", "load_run", "run_streams"]
+__all__ = ["Run", "check_run_split", "config_streams", "find_run", "load_run", "run_streams"]
 
 
 def config_streams(cfg: RunConfig, tokenizer_dir):
@@ -106,3 +110,26 @@ def token_counts(stream, vocab_size: int):
     import numpy as np
 
     return np.bincount(stream.tokens, minlength=vocab_size).astype(np.int64)
+
+
+def check_run_split(run_path: str | Path, corpus: Corpus) -> None:
+    """One-line error unless the transformer run was trained on the ladder's split (same
+    data fingerprint, split seed and fraction, hence the same validation stories)."""
+    from hmm_lang.corpus import load_corpus
+
+    path = Path(run_path)
+    if not (path / "config.yaml").exists():
+        raise HmmLangError(f"{path} is not a transformer run folder (config.yaml missing)")
+    d = load_config(path / "config.yaml").data
+    try:
+        theirs = load_corpus(d.data, d.valid, d.max_stories, d.valid_fraction, d.split_seed)
+        fp = theirs.split_fingerprint()
+    except HmmLangError as e:
+        raise HmmLangError(f"cannot open the corpus of run {path}: {e}") from None
+    if fp != corpus.split_fingerprint():
+        raise HmmLangError(
+            f"run {path} was trained on another split (data {d.data}, valid_fraction "
+            f"{d.valid_fraction}, split_seed {d.split_seed}, split {fp}) than the ladder's "
+            f"({corpus.describe()}, split {corpus.split_fingerprint()}); train it on the ladder's "
+            "--data/--valid-fraction/--seed"
+        )

@@ -153,7 +153,8 @@ def stage_analysis(state: RunState) -> None:
 
 def stage_ladder(state: RunState) -> None:
     from hmm_lang.atomic import write_text
-    from hmm_lang.experiments.ladder import LadderConfig, ladder_figure, ladder_rows, markdown_table
+    from hmm_lang.experiments.ladder import LadderConfig, ladder_rows, markdown_table
+    from hmm_lang.plots.ladder import ladder_figure, seconds_figure
     from hmm_lang.stats import write_csv
 
     p = state.profile
@@ -161,9 +162,9 @@ def stage_ladder(state: RunState) -> None:
         vocab_sizes=p.vocab_sizes,
         ngram_orders=(1, *p.ngram_orders),
         hmm_states=p.hmm_states,
-        hmm_iters=p.hmm_iters,
+        max_iters=p.hmm_max_iters,
+        seeds=p.hmm_seeds,
         cloned_clones=p.cloned_clones,
-        cloned_iters=p.hmm_iters,
         max_train_stories=p.hmm_train_stories,
         transformer_runs=[state.transformer_run],
     )
@@ -172,7 +173,8 @@ def stage_ladder(state: RunState) -> None:
         rows = ladder_rows(state.corpus, state.tokenizers_dir, cfg)
         write_csv(stage_dir / "ladder.csv", rows)
         write_text(stage_dir / "ladder.md", markdown_table(rows))
-        return {"rows": rows, "figures": _save_figs({"ladder": ladder_figure(rows)}, stage_dir)}
+        figs = {"ladder": ladder_figure(rows), "ladder_seconds": seconds_figure(rows)}
+        return {"rows": rows, "figures": _save_figs(figs, stage_dir)}
 
     inputs = {
         "data": state.corpus.fingerprint(),
@@ -188,7 +190,12 @@ def stage_beliefs(state: RunState) -> None:
 
     def fn(stage_dir: Path) -> dict:
         out, rows, kl, figs = run_beliefs(
-            state.transformer_run, None, stage_dir, p.belief_states, p.hmm_iters, p.belief_tokens
+            state.transformer_run,
+            None,
+            stage_dir,
+            p.belief_states,
+            p.hmm_max_iters,
+            p.belief_tokens,
         )
         return {
             "rows": rows,
@@ -200,7 +207,7 @@ def stage_beliefs(state: RunState) -> None:
     run_stage(
         state,
         "beliefs",
-        {"run": state.transformer_run, "p": [p.belief_states, p.hmm_iters, p.belief_tokens]},
+        {"run": state.transformer_run, "p": [p.belief_states, p.hmm_max_iters, p.belief_tokens]},
         fn,
     )
 
@@ -226,13 +233,14 @@ def summary_markdown(state: RunState) -> str:
     lines = [f"# hmm-lang run: {state.run_dir.name}", "", f"corpus: {state.corpus.describe()}", ""]
     if state.results:
         lines += [
-            "| model | vocab | parameters | bits/token | bits/byte |",
+            "| model | vocab | parameters | bits/token | bits/byte [95% CI] |",
             "|---|---|---|---|---|",
         ]
         for r in sorted(state.results, key=lambda r: (r["vocab_size"], -r["bits_per_byte"])):
+            ci = f" [{r['bpb_lo']:.4f}, {r['bpb_hi']:.4f}]" if "bpb_lo" in r else ""
             lines.append(
                 f"| {r['model']} | {r['vocab_size']} | {r['n_parameters']:,} | {r['bits_per_token']:.4f} | "
-                f"{r['bits_per_byte']:.4f} |"
+                f"{r['bits_per_byte']:.4f}{ci} |"
             )
         lines.append("")
     lines += ["| stage | seconds |", "|---|---|"]

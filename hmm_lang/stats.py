@@ -124,10 +124,12 @@ def save_token_stats(
 
 
 def write_csv(path, rows: list[dict]) -> None:
-    """Rows of dicts (same keys) to a CSV file, atomically."""
+    """Rows of dicts to a CSV file, atomically; columns are the union of the rows' keys (in
+    order of first appearance), empty where a row lacks one."""
     from hmm_lang.atomic import atomic_path
 
+    names = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
+        writer = csv.DictWriter(f, fieldnames=names, restval="")
         writer.writeheader()
         writer.writerows(rows)

@@ -72,7 +72,9 @@ def test_escape_gives_unseen_bigrams_probability():
     ll, _ = model.log_likelihood(pack_lanes([np.array([3, 0, 4, 4])]))
     assert math.isfinite(ll)
     zero = init_cloned_hmm(seqs, 5, clones=2, escape=0.0)
-    assert zero.log_likelihood(pack_lanes([np.array([3, 0])]))[0] == -math.inf
+    assert zero.log_likelihood(pack_lanes([np.array([2, 0])]))[0] == -math.inf
+    # a token never followed in training (3) escapes with probability 1: still finite
+    assert math.isfinite(zero.log_likelihood(pack_lanes([np.array([3, 0])]))[0])
 
 
 def test_lane_packing_equals_one_at_a_time():
@@ -113,3 +115,32 @@ def test_allocation_by_frequency():
     model = init_cloned_hmm(seqs, 5, clones=n, escape=0.01)
     assert model.n_states == int(n.sum())
     assert not model.start[~model.active].any()
+
+
+def test_kn_bigram_escape_is_a_proper_hmm_and_beats_the_unigram_escape():
+    from hmm_lang.hmm.cloned import escape_distributions
+
+    rng = np.random.default_rng(5)
+    # a sparse bigram process: each token is followed by one of two tokens
+    succ = rng.integers(1, 12, size=(12, 2))
+    seqs = []
+    for _ in range(200):
+        s = [int(rng.integers(1, 12))]
+        for _ in range(rng.integers(5, 25)):
+            s.append(int(succ[s[-1], rng.integers(0, 2)]))
+        seqs.append(np.array(s + [0]))
+    q, first, n_par = escape_distributions(seqs, 12, "kn-bigram", eos_id=0)
+    assert np.allclose(q.sum(1), 1.0) and np.isclose(first.sum(), 1.0) and n_par > 0
+    held = seqs[150:]
+    kn = init_cloned_hmm(seqs[:150], 12, clones=2, escape=0.2, escape_model="kn-bigram", eos_id=0)
+    uni = init_cloned_hmm(seqs[:150], 12, clones=2, escape=0.2, escape_model="unigram", eos_id=0)
+    assert kn.log_likelihood(pack_lanes(held))[0] > uni.log_likelihood(pack_lanes(held))[0]
+    # every row of the full transition matrix sums to one: total probability of all
+    # length-2 continuations equals 1 (brute force over tokens)
+    total = sum(
+        math.exp(kn.log_likelihood(pack_lanes([np.array([3, a, b])]))[0])
+        for a in range(12)
+        for b in range(12)
+    )
+    p3 = math.exp(kn.log_likelihood(pack_lanes([np.array([3])]))[0])
+    assert total == pytest.approx(p3, rel=1e-5)

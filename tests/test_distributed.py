@@ -20,7 +20,7 @@ def make_stream(seed: int, n: int = 120) -> TokenStream:
     )
 
 
-CFG = HMMFitConfig(states=6, iters=4, tol=0.0, patience=99, batch_tokens=512, lane_len=64)
+CFG = HMMFitConfig(states=6, max_iters=4, tol=0.0, patience=99, batch_tokens=512, lane_len=64)
 
 
 def _worker(rank: int, path: str, out: str) -> None:

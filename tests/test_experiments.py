@@ -16,17 +16,21 @@ from hmm_lang.analysis.hmm_states import (
 from hmm_lang.analysis.probing import ridge_probe
 from hmm_lang.config import apply_overrides, load_config
 from hmm_lang.experiments.beliefs import dominant_states, run_beliefs
-from hmm_lang.experiments.ladder import LadderConfig, ladder_figure, run_ladder
+from hmm_lang.experiments.ladder import LadderConfig, run_ladder
 from hmm_lang.hmm import random_hmm
+from hmm_lang.plots.ladder import ladder_figure
+from hmm_lang.runs import check_run_split
 from hmm_lang.tokenizer import hf_dir
 from hmm_lang.transformer.train import train
+from tests.conftest import SMOKE_STORIES
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tokenizers_dir):
     cfg = apply_overrides(
         load_config("tiny"),
-        [f"data.tokenizer={hf_dir(tokenizers_dir, 1024)}", "data.max_stories=400"],
+        # the ladder refuses a run trained on another split: same corpus as the fixture
+        [f"data.tokenizer={hf_dir(tokenizers_dir, 1024)}", f"data.max_stories={SMOKE_STORIES}"],
     )
     return train(cfg, tmp_path_factory.mktemp("runs"), progress=False)
 
@@ -45,16 +49,21 @@ def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run):
         vocab_sizes=(1024,),
         ngram_orders=(1, 2, 3),
         hmm_states=(4,),
-        hmm_iters=2,
+        max_iters=2,
+        seeds=(0, 1),
         cloned_clones=(2,),
-        cloned_iters=2,
         max_train_stories=150,
+        n_boot=200,
         transformer_runs=[str(tiny_run)],
     )
     run_dir, rows = run_ladder(corpus, tokenizers_dir, cfg, tmp_path)
     families = {r["family"] for r in rows}
     assert families == {"unigram", "n-gram", "dense HMM", "cloned HMM", "transformer"}
     assert all(math.isfinite(r["bits_per_byte"]) and r["n_parameters"] > 0 for r in rows)
+    for r in rows:  # every number has an interval, and a paired difference to KN5... here KN3
+        assert r["bpb_lo"] <= r["bits_per_byte"] <= r["bpb_hi"]
+    hmm = next(r for r in rows if r["family"] == "dense HMM")
+    assert hmm["n_seeds"] == 2 and len(hmm["stop_reason"]) == 2
     assert {p.name for p in run_dir.iterdir()} >= {
         "ladder.csv",
         "ladder.md",
@@ -64,6 +73,16 @@ def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run):
     fig = ladder_figure(rows)
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.title.text == "bits per byte"
     assert len(fig.data) == 5  # one trace per family at one vocab size
+    assert fig.data[0].error_y.array is not None
+
+
+def test_ladder_refuses_a_run_of_another_split(tmp_path, tiny_run):
+    from hmm_lang.corpus import load_corpus
+    from hmm_lang.errors import HmmLangError
+
+    other = load_corpus("default", synthetic_stories=SMOKE_STORIES, seed=1)
+    with pytest.raises(HmmLangError, match="another split"):
+        check_run_split(tiny_run, other)
 
 
 def test_beliefs_smoke(tmp_path, tiny_run):
@@ -92,3 +111,25 @@ def test_hmm_anatomy_functions():
     distinct = lambda seqs: len({int(t) for s in seqs for t in s})  # noqa: E731
     assert distinct(cold) <= distinct(hot)
     assert dominant_states(hmm).shape == (12,)
+
+
+def test_lvd_start_and_starts_experiment(tmp_path, corpus, tokenizers_dir, tiny_run):
+    from hmm_lang.experiments.starts import StartsConfig, run_starts
+    from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
+    from hmm_lang.pretokenize import pretokenize
+
+    tok = hf_dir(tokenizers_dir, 1024)
+    train = pretokenize(corpus.train, tok).head(200)
+    res = fit_hmm(train, None, HMMFitConfig(states=6, init="lvd", run=str(tiny_run), max_iters=3))
+    assert res.choices["init"] == "lvd" and res.iterations <= 3
+    assert math.isfinite(res.dev_score.bits_per_byte)
+    cfg = StartsConfig(
+        states=(6,),
+        inits=("split", "class-bigram", "lvd"),
+        run=str(tiny_run),
+        max_iters=3,
+        max_train_stories=200,
+    )
+    out, summary = run_starts(corpus, tok, cfg, tmp_path)
+    assert {s["init"] for s in summary} == {"split", "class-bigram", "lvd"}
+    assert (out / "curves.csv").exists() and (out / "starts.html").exists()

@@ -25,8 +25,8 @@ def test_models_on_one_scale(streams):
     train, valid = streams
     uni = fit_and_score(train, valid, 1, bos_id=0)[1]
     kn3 = fit_and_score(train, valid, 3, bos_id=0)[1]
-    dense = fit_dense(train, valid, HMMFitConfig(states=8, iters=3))
-    cloned = fit_cloned(train, valid, HMMFitConfig(cloned=True, clones=2, iters=3))
+    dense = fit_dense(train, valid, HMMFitConfig(states=8, max_iters=3))
+    cloned = fit_cloned(train, valid, HMMFitConfig(cloned=True, clones=2, max_iters=3))
     for s in (uni, kn3, dense.valid_score, cloned.valid_score):
         assert s.n_bytes == valid.n_bytes and s.n_tokens == valid.n_tokens
         assert math.isclose(s.bits_per_byte * s.n_bytes, s.bits_per_token * s.n_tokens)
@@ -73,4 +73,4 @@ def test_vocab_mismatch(streams, tokenizers_dir, corpus):
     train, _ = streams
     other = pretokenize(corpus.valid, hf_dir(tokenizers_dir, 2048)).head(10)
     with pytest.raises(HmmLangError, match="vocab size"):
-        fit_dense(train, other, HMMFitConfig(states=4, iters=1))
+        fit_dense(train, other, HMMFitConfig(states=4, max_iters=1))

@@ -106,10 +106,10 @@ def test_more_states_than_tokens_in_init():
     assert hmm.n_states == 8 and hmm.emit.shape == (8, 4)
 
 
-def test_early_stopping_keeps_best_validation_parameters():
+def test_early_stopping_keeps_best_dev_parameters():
     seqs, _ = sample(true_hmm(), 300, 30, seed=2)
-    valid, _ = sample(true_hmm(), 50, 30, seed=3)
-    vb = pack_lanes(valid)
+    dev, _ = sample(true_hmm(), 50, 30, seed=3)
+    vb = pack_lanes(dev)
     res = fit_em(
         random_hmm(12, 6, seed=0),
         pack_lanes(seqs),
@@ -121,8 +121,54 @@ def test_early_stopping_keeps_best_validation_parameters():
         progress=False,
     )
     hist = res.monitor.history
-    vals = [r.valid_log_likelihood for r in hist]
-    assert log_likelihood(res.hmm, vb)[0] >= max(vals) - 1e-6
+    vals = [r.dev_log_likelihood for r in hist]
+    assert log_likelihood(res.hmm, vb)[0] == pytest.approx(max(vals), abs=1e-6)
+    assert res.best_iteration == int(np.argmax(vals))
+
+
+def test_stop_rule_reads_dev_gain_and_patience():
+    seqs, _ = sample(true_hmm(), 400, 40, seed=6)
+    dev, _ = sample(true_hmm(), 80, 40, seed=7)
+    start = random_hmm(3, 6, seed=0, dtype=torch.float64)
+    tight = fit_em(
+        start,
+        pack_lanes(seqs),
+        pack_lanes(dev),
+        max_iter=500,
+        tol=1e-6,
+        patience=3,
+        smoothing=0.0,
+        progress=False,
+    )
+    loose = fit_em(
+        start,
+        pack_lanes(seqs),
+        pack_lanes(dev),
+        max_iter=500,
+        tol=1e-2,
+        patience=3,
+        smoothing=0.0,
+        progress=False,
+    )
+    capped = fit_em(
+        start,
+        pack_lanes(seqs),
+        pack_lanes(dev),
+        max_iter=4,
+        tol=1e-6,
+        smoothing=0.0,
+        progress=False,
+    )
+    assert tight.stop_reason == loose.stop_reason == "converged"
+    assert capped.stop_reason == "max_iters" and capped.iterations == 4
+    assert loose.iterations < tight.iterations < 500
+    # the last `patience` dev gains over the best were all below tol
+    hist = tight.monitor.history
+    n = hist[-1].dev_tokens
+    best = max(r.dev_log_likelihood for r in hist[:-3])
+    for r in hist[-3:]:
+        assert (r.dev_log_likelihood - best) / n < 1e-6
+        best = max(best, r.dev_log_likelihood)
 
 
 def test_online_em_learns_faster_per_pass_than_batch_em():
@@ -143,7 +189,7 @@ def test_online_em_learns_faster_per_pass_than_batch_em():
         eval_every=50,
     )
     assert len(mon.history) == 500
-    assert sum(r.valid_log_likelihood is not None for r in mon.history) == 10
+    assert sum(r.dev_log_likelihood is not None for r in mon.history) == 10
     ll_on, n = log_likelihood(online, vb)
     ll_start, _ = log_likelihood(start, vb)
     batch10 = fit_em(start, pack_lanes(seqs), max_iter=10, tol=0.0, smoothing=0.0, progress=False)
@@ -151,3 +197,27 @@ def test_online_em_learns_faster_per_pass_than_batch_em():
     assert ll_on > ll_start + 0.1 * n  # it learned
     assert ll_on > log_likelihood(batch10.hmm, vb)[0]  # ten passes: online ahead of batch
     assert (log_likelihood(batch60.hmm, vb)[0] - ll_on) / n < 0.06  # and near converged batch
+
+
+def test_split_start_shares_emissions_across_copies():
+    from hmm_lang.hmm.init import SPLIT_COPIES
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 30, size=40) for _ in range(100)]
+    hmm = initial_hmm("split", seqs, 8, 30, seed=0)
+    emit = hmm.emit.double()
+    # 8 states = 2 clusters x 4 copies: copies of a cluster emit the same tokens
+    support = (emit > 1e-2).to(torch.int64)
+    assert SPLIT_COPIES == 4 and len({tuple(r.tolist()) for r in support}) == 2
+    assert not torch.allclose(hmm.trans[0], hmm.trans[2])  # the copies are not identical
+
+
+def test_lvd_counts_give_the_empirical_hmm():
+    from hmm_lang.hmm.lvd import counts_hmm
+
+    states = [np.array([0, 1, 1, 0]), np.array([1, 0])]
+    tokens = [np.array([2, 0, 1, 2]), np.array([0, 2])]
+    hmm = counts_hmm(states, tokens, 2, 3, pseudocount=0.0)
+    torch.testing.assert_close(hmm.start, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(hmm.trans, torch.tensor([[0.0, 1.0], [2 / 3, 1 / 3]]))
+    torch.testing.assert_close(hmm.emit, torch.tensor([[0.0, 0.0, 1.0], [2 / 3, 1 / 3, 0.0]]))

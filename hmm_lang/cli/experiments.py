@@ -11,9 +11,15 @@ def cmd_ladder(args) -> None:
         vocab_sizes=tuple(args.vocab_sizes),
         ngram_orders=tuple(args.orders),
         hmm_states=tuple(args.states),
-        hmm_iters=args.iters,
+        seeds=tuple(args.seeds),
+        multi_seed_max_states=args.multi_seed_max_states,
+        hmm_init=args.init,
+        max_iters=args.max_iters,
+        tol=args.tol,
+        patience=args.patience,
         cloned_clones=tuple(args.clones),
-        cloned_iters=args.iters,
+        cloned_allocation=args.allocation,
+        n_boot=args.n_boot,
         max_train_stories=args.max_train_stories,
         transformer_runs=list(args.runs),
     )
@@ -39,6 +45,23 @@ def cmd_beliefs(args) -> None:
     print(f"run folder: {out}")
 
 
+def cmd_starts(args) -> None:
+    from hmm_lang.cli import _corpus
+    from hmm_lang.experiments.starts import StartsConfig, run_starts
+
+    cfg = StartsConfig(
+        states=tuple(args.states),
+        inits=tuple(args.inits),
+        run=args.run,
+        max_iters=args.max_iters,
+        tol=args.tol,
+        patience=args.patience,
+    )
+    run_dir, summary = run_starts(_corpus(args), args.tokenizer, cfg, args.out_dir)
+    print((run_dir / "summary.md").read_text())
+    print(f"run folder: {run_dir}")
+
+
 def register(sub) -> None:
     from hmm_lang.cli import _add_data_args
 
@@ -50,12 +73,32 @@ def register(sub) -> None:
     q.add_argument("--orders", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     q.add_argument("--states", type=int, nargs="+", default=[16, 64, 256, 1024])
     q.add_argument("--clones", type=int, nargs="+", default=[1, 4, 16])
-    q.add_argument("--iters", type=int, default=10)
+    q.add_argument("--max-iters", "--iters", dest="max_iters", type=int, default=300)
+    q.add_argument("--tol", type=float, default=1e-4, help="dev gain (nats/token) that counts")
+    q.add_argument("--patience", type=int, default=3)
+    q.add_argument("--init", default="split", help="dense HMM start: split, class-bigram, random")
+    q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    q.add_argument(
+        "--multi-seed-max-states", type=int, default=256, help="larger K get the first seed only"
+    )
+    q.add_argument("--allocation", choices=["uniform", "frequency", "auto"], default="auto")
+    q.add_argument("--n-boot", type=int, default=1000, help="story-bootstrap resamples")
     q.add_argument("--max-train-stories", type=int, default=None)
     q.add_argument("--runs", nargs="*", default=[], help="trained transformer run folders")
     q.add_argument("--tokenizers-dir", default="tokenizers")
     q.add_argument("--out-dir", default="records")
     q.set_defaults(func=cmd_ladder)
+    q = exp.add_parser("starts", help="EM curves of each HMM start on the dev split")
+    _add_data_args(q)
+    q.add_argument("--tokenizer", required=True, help="HF_custom_tokenizer_{V} folder")
+    q.add_argument("--states", type=int, nargs="+", default=[64, 256])
+    q.add_argument("--inits", nargs="+", default=["split", "class-bigram", "lvd"])
+    q.add_argument("--run", default=None, help="transformer run folder (for the lvd start)")
+    q.add_argument("--max-iters", type=int, default=300)
+    q.add_argument("--tol", type=float, default=1e-4)
+    q.add_argument("--patience", type=int, default=3)
+    q.add_argument("--out-dir", default="records")
+    q.set_defaults(func=cmd_starts)
     q = exp.add_parser("beliefs", help="probe the residual stream for an HMM's belief state")
     q.add_argument("--run", default=None, help="transformer run (default: the newest)")
     q.add_argument("--hmm", default=None, help="a fitted HMM model.pt with the run's tokenizer")

@@ -36,9 +36,15 @@ def cmd_fit_hmm(args) -> None:
     from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
 
     names = {f.name for f in fields(HMMFitConfig)}
-    cfg = HMMFitConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    cfg = HMMFitConfig(**given)
     cfg.validate()
     init_from_env()  # under torchrun: data-parallel EM, one shard of the stories per process
+    if cfg.init == "lvd" and cfg.run:
+        from hmm_lang.cli import _corpus
+        from hmm_lang.runs import check_run_split
+
+        check_run_split(cfg.run, _corpus(args))  # its training stories must not be our valid
     train, valid = _streams(args)
     name = f"chmm{cfg.clones}" if cfg.cloned else f"hmm{cfg.states}"
     if not is_main_process():
@@ -50,8 +56,9 @@ def cmd_fit_hmm(args) -> None:
     write_json(run_dir / "metrics.json", result.metrics())
     m = result.metrics()
     print(
-        f"{name}: {m['bits_per_byte']:.4f} bits/byte, {m['bits_per_token']:.4f} bits/token, "
-        f"{m['n_states']} states, {m['seconds']:.1f} s -> {run_dir}"
+        f"{name}: {m['bits_per_byte']:.4f} bits/byte ({m['scored_on']}), dev "
+        f"{m['dev_bits_per_byte']:.4f}, {m['n_states']} states, {m['iterations']} iterations "
+        f"(stop: {m['stop_reason']}), {m['seconds']:.1f} s -> {run_dir}"
     )
 
 
@@ -87,12 +94,31 @@ def register_fit_hmm(sub) -> None:
     p.add_argument("--states", type=int, default=64, help="K (dense HMM)")
     p.add_argument("--cloned", action="store_true", help="fit a cloned HMM (Dedieu et al. 2019)")
     p.add_argument("--clones", type=int, default=16, help="clones per token (cloned HMM)")
-    p.add_argument("--allocation", choices=["uniform", "frequency"], default=None)
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--init", default=None, help="class-bigram (default) or random")
+    p.add_argument("--allocation", choices=["uniform", "frequency", "auto"], default=None)
+    p.add_argument(
+        "--escape-model", choices=["kn-bigram", "unigram"], default=None, help="cloned HMM"
+    )
+    p.add_argument(
+        "--max-iters",
+        "--iters",
+        dest="max_iters",
+        type=int,
+        default=None,
+        help="EM iteration cap (default 300); EM stops earlier once dev stops improving",
+    )
+    p.add_argument("--tol", type=float, default=None, help="dev gain (nats/token) that counts")
+    p.add_argument("--patience", type=int, default=None, help="iterations below --tol to stop")
+    p.add_argument(
+        "--init", default=None, help="split (default), class-bigram, lvd (needs --run), random"
+    )
+    p.add_argument("--run", default=None, help="transformer run folder for --init lvd")
     p.add_argument("--smoothing", type=float, default=None, help="Dirichlet pseudocount")
     p.add_argument("--restarts", type=int, default=None)
-    p.add_argument("--online", action="store_true", help="stepwise online EM (iters = epochs)")
+    p.add_argument("--dev-fraction", type=float, default=None, help="training stories for dev")
+    p.add_argument("--dev-seed", type=int, default=None)
+    p.add_argument(
+        "--online", action="store_true", help="stepwise online EM (--max-iters = epochs)"
+    )
     p.add_argument("--minibatch-stories", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument("--max-train-stories", type=int, default=None)

@@ -248,7 +248,7 @@ def run_beliefs(
     )
     write_environment(out)
     if hmm is None:
-        hmm = fit_hmm(train, valid, HMMFitConfig(states=states, iters=iters, seed=seed)).model
+        hmm = fit_hmm(train, valid, HMMFitConfig(states=states, max_iters=iters, seed=seed)).model
         hmm.save(out / "hmm.pt")
     rcfg = copy.deepcopy(run.config)
     rcfg.model.seed = run.config.model.seed + 1000

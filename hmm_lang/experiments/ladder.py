@@ -1,25 +1,41 @@
 """The ladder: bits per byte of every model family on one validation text, per tokenizer.
 
 Unigram, Kneser-Ney 2..5-grams, dense HMMs, cloned HMMs and trained transformers, each scored
-on the same validation stories (bits per UTF-8 byte), against their number of parameters.
+story by story on the same validation stories, with the same bytes and the same context rule
+(each story from its start; ``</s>`` predicted). Every HMM choice is made on a dev split carved
+from the training stories (see :mod:`hmm_lang.hmm.fit`); validation is read once per model, at
+the end. Each number comes with a story-bootstrap 95% interval and a paired difference to the
+Kneser-Ney 5-gram on the same resamples; HMMs up to ``multi_seed_max_states`` states are fitted
+with several seeds (mean over seeds reported, with the seeds' spread).
+
+N-grams and transformers train on the whole training split; HMMs train on it less their dev
+stories (5% by default), the price of choosing on data that is not validation.
+
+Parameters are counted by one rule for every family: the numbers a model stores to compute its
+probabilities (weights, probabilities, n-gram counts and context statistics), less one for each
+distribution whose entries must sum to one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import plotly.graph_objects as go
+import numpy as np
 
 from hmm_lang.corpus import Corpus
+from hmm_lang.experiments.intervals import bootstrap, paired_difference, resamples
 from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
-from hmm_lang.ngram import fit_and_score
-from hmm_lang.pretokenize import pretokenize
+from hmm_lang.ngram import KneserNeyModel, UnigramModel
+from hmm_lang.pretokenize import TokenStream, pretokenize
+from hmm_lang.runs import check_run_split
 from hmm_lang.tokenizer import BOS, hf_dir, load_tokenizer
 
 log = logging.getLogger(__name__)
+
+REFERENCE = "KN 5-gram"  # paired differences are taken against this model
 
 
 @dataclass
@@ -27,165 +43,224 @@ class LadderConfig:
     vocab_sizes: tuple[int, ...] = (1024, 2048, 4096)
     ngram_orders: tuple[int, ...] = (1, 2, 3, 4, 5)
     hmm_states: tuple[int, ...] = (16, 64, 256, 1024)
-    hmm_iters: int = 10
+    seeds: tuple[int, ...] = (0, 1, 2)
+    multi_seed_max_states: int = 256  # dense HMMs above this get the first seed only
+    hmm_init: str = "split"
+    max_iters: int = 300
+    tol: float = 1e-4
+    patience: int = 3
     cloned_clones: tuple[int, ...] = (1, 4, 16)
-    cloned_iters: int = 10
+    cloned_allocation: str = "auto"  # uniform and frequency, the better on dev
     max_train_stories: int | None = None  # HMM training stories (None: all)
     transformer_runs: list[str] = field(default_factory=list)
+    n_boot: int = 1000
+    dev_fraction: float = 0.05
 
 
-def _row(family, model, v, n_params, score, seconds, states=None, run=None) -> dict:
-    return {
-        "family": family,
-        "model": model,
-        "vocab_size": v,
-        "n_parameters": int(n_params),
-        "bits_per_byte": score.bits_per_byte,
-        "bits_per_token": score.bits_per_token,
-        "seconds": round(seconds, 2),
-        "states": states,
-        "run": run,
-    }
+@dataclass
+class Entry:
+    """One model of the ladder (or several seeds of it): per-story nats on validation."""
+
+    family: str
+    model: str
+    vocab_size: int
+    n_parameters: int
+    story_nats: list[np.ndarray]  # one (S,) array per seed
+    seconds: float
+    states: int | None = None
+    extra: dict = field(default_factory=dict)
+    n_tokens: int | None = None  # tokens scored, under the model's own tokenizer
+    curves: list[dict] = field(default_factory=list)  # EM iterations (train and dev) per seed
+
+    @property
+    def nats(self) -> np.ndarray:
+        return np.mean(self.story_nats, axis=0)
 
 
-def ladder_rows(corpus: Corpus, tokenizers_dir: str | Path, cfg: LadderConfig) -> list[dict]:
-    """Fit and score every model of the ladder; one row per model."""
-    rows = []
-    for v in cfg.vocab_sizes:
-        tok_dir = hf_dir(tokenizers_dir, v)
-        train, valid = pretokenize(corpus.train, tok_dir), pretokenize(corpus.valid, tok_dir)
-        bos = load_tokenizer(tok_dir).convert_tokens_to_ids(BOS)
-        for order in cfg.ngram_orders:
-            model, sc, secs = fit_and_score(train, valid, order, bos)
-            name = "unigram" if order == 1 else f"KN {order}-gram"
-            rows.append(
-                _row("unigram" if order == 1 else "n-gram", name, v, model.n_parameters, sc, secs)
+def _story_sums(token_log_probs: np.ndarray, stream: TokenStream) -> np.ndarray:
+    """(S,) nats per story from a flat (N,) array of per-token log-probabilities."""
+    return -np.add.reduceat(token_log_probs, stream.offsets[:-1])
+
+
+def ngram_entries(train, valid, orders, bos: int, v: int) -> list[Entry]:
+    out = []
+    for order in orders:
+        t0 = time.perf_counter()
+        seqs = train.stories()
+        if order == 1:
+            model, name, family = UnigramModel(v).fit(seqs), "unigram", "unigram"
+        else:
+            model = KneserNeyModel(order, v, bos).fit(seqs)
+            name, family = f"KN {order}-gram", "n-gram"
+        nats = _story_sums(model.token_log_probs(valid.stories()), valid)
+        out.append(Entry(family, name, v, model.n_parameters, [nats], time.perf_counter() - t0))
+    return out
+
+
+def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> list[Entry]:
+    out = []
+    common = dict(
+        max_iters=cfg.max_iters,
+        tol=cfg.tol,
+        patience=cfg.patience,
+        max_train_stories=cfg.max_train_stories,
+        dev_fraction=cfg.dev_fraction,
+    )
+    for k in cfg.hmm_states:
+        seeds = cfg.seeds if k <= cfg.multi_seed_max_states else cfg.seeds[:1]
+        fits = [
+            fit_hmm(train, valid, HMMFitConfig(states=k, init=cfg.hmm_init, seed=s, **common))
+            for s in seeds
+        ]
+        out.append(_fit_entry("dense HMM", f"HMM K={k}", v, k, fits, list(seeds)))
+    for c in cfg.cloned_clones:
+        hc = HMMFitConfig(cloned=True, clones=c, allocation=cfg.cloned_allocation, **common)
+        res = fit_hmm(train, valid, hc)
+        n = res.model.n_states
+        out.append(_fit_entry("cloned HMM", f"cloned HMM {n} states", v, n, [res], [0]))
+    return out
+
+
+def _fit_entry(family, name, v, states, fits, seeds) -> Entry:
+    curves = []
+    for seed, f in zip(seeds, fits, strict=True):
+        log.info(
+            "V=%d %s: %.4f bits/byte (%s)", v, name, f.valid_score.bits_per_byte, f.stop_reason
+        )
+        keys = ("iteration", "train_nats_per_token", "dev_nats_per_token", "seconds")
+        for h in f.history:
+            curves.append(
+                {"vocab_size": v, "model": name, "seed": seed} | {k: h.get(k) for k in keys}
             )
-            log.info("V=%d %s: %.4f bits/byte", v, name, sc.bits_per_byte)
-        for k in cfg.hmm_states:
-            res = fit_hmm(
-                train,
-                valid,
-                HMMFitConfig(
-                    states=k, iters=cfg.hmm_iters, max_train_stories=cfg.max_train_stories
-                ),
-            )
-            rows.append(
-                _row(
-                    "dense HMM",
-                    f"HMM K={k}",
-                    v,
-                    res.model.n_parameters,
-                    res.valid_score,
-                    res.seconds,
-                    states=k,
-                )
-            )
-            log.info("V=%d HMM K=%d: %.4f bits/byte", v, k, res.valid_score.bits_per_byte)
-        for c in cfg.cloned_clones:
-            hc = HMMFitConfig(
-                cloned=True,
-                clones=c,
-                iters=cfg.cloned_iters,
-                max_train_stories=cfg.max_train_stories,
-            )
-            res = fit_hmm(train, valid, hc)
-            name = f"cloned HMM {res.model.n_states} states"
-            rows.append(
-                _row(
-                    "cloned HMM",
-                    name,
-                    v,
-                    res.model.n_parameters,
-                    res.valid_score,
-                    res.seconds,
-                    states=res.model.n_states,
-                )
-            )
-            log.info("V=%d %s: %.4f bits/byte", v, name, res.valid_score.bits_per_byte)
-    rows += transformer_rows(corpus, cfg.transformer_runs)
-    return rows
+    return Entry(
+        family,
+        name,
+        v,
+        fits[0].model.n_parameters,
+        [f.valid_story_nats for f in fits],
+        float(np.mean([f.seconds for f in fits])),
+        states,
+        {
+            "seeds": seeds,
+            "iterations": [f.iterations for f in fits],
+            "stop_reason": [f.stop_reason for f in fits],
+            "dev_bits_per_byte": [round(f.dev_score.bits_per_byte, 5) for f in fits],
+            "seed_bits_per_byte": [round(f.valid_score.bits_per_byte, 5) for f in fits],
+            "choices": fits[0].choices,
+        },
+        curves=curves,
+    )
 
 
-def transformer_rows(corpus: Corpus, runs: list[str]) -> list[dict]:
-    """Score trained transformer runs on the corpus's validation stories (their own tokenizer)."""
+def transformer_entries(corpus: Corpus, runs: list[str]) -> list[Entry]:
+    """Score trained transformer runs story by story (sliding window past n_ctx)."""
     from hmm_lang.runs import load_run
-    from hmm_lang.transformer.data import evaluate
+    from hmm_lang.transformer.data import story_nats
     from hmm_lang.transformer.train import fast_logits
 
-    rows = []
+    out = []
     for path in runs:
         run = load_run(path)
         valid = pretokenize(corpus.valid, run.path / "tokenizer")
         bos = run.tokenizer.convert_tokens_to_ids(BOS)
         t0 = time.perf_counter()
-        sc = evaluate(fast_logits(run.model), valid, bos, run.config.model.n_ctx, run.device)
+        nats = story_nats(fast_logits(run.model), valid, bos, run.config.model.n_ctx, run.device)
         m = run.config.model
-        rows.append(
-            _row(
+        out.append(
+            Entry(
                 "transformer",
                 f"transformer {m.n_layers}L d{m.d_model}",
                 len(run.tokenizer),
                 run.model.n_parameters(),
-                sc,
+                [nats],
                 time.perf_counter() - t0,
-                run=str(run.path),
+                extra={"run": str(run.path), "training_seconds": _training_seconds(run)},
+                n_tokens=valid.n_tokens,
             )
         )
+    return out
+
+
+def _training_seconds(run) -> float | None:
+    """Wall seconds of training from the run's logged throughput (None if not logged)."""
+    rec = [m for m in run.metrics if "tokens_per_s" in m]
+    if not rec:
+        return None
+    tokens = run.config.train.batch_tokens * run.config.train.log_interval
+    return float(sum(tokens / m["tokens_per_s"] for m in rec))
+
+
+def summarise(entries: list[Entry], valid: TokenStream, n_boot: int, seed: int = 0) -> list[dict]:
+    """Rows with story-bootstrap intervals and paired differences to the KN 5-gram."""
+    story_bytes = valid.story_bytes.astype(np.float64) + 1  # + the </s> byte
+    w = resamples(valid.n_stories, n_boot, seed)
+    ref = next((e for e in entries if e.model == REFERENCE), None)
+    rows = []
+    for e in entries:
+        bpb = bootstrap(e.nats, story_bytes, w)
+        row = {
+            "vocab_size": e.vocab_size,
+            "family": e.family,
+            "model": e.model,
+            "states": e.states,
+            "n_parameters": int(e.n_parameters),
+            "bits_per_byte": bpb.value,
+            "bpb_lo": bpb.lo,
+            "bpb_hi": bpb.hi,
+            "n_seeds": len(e.story_nats),
+            "seed_sd": float(
+                np.std([s.sum() for s in e.story_nats], ddof=1) / story_bytes.sum() / np.log(2)
+            )
+            if len(e.story_nats) > 1
+            else None,
+            "bits_per_token": float(e.nats.sum() / (e.n_tokens or valid.n_tokens) / np.log(2)),
+            "seconds": round(e.seconds, 2),
+        }
+        if ref is not None:
+            d = paired_difference(e.nats, ref.nats, story_bytes, w)
+            row |= {"diff_kn5": d.value, "diff_lo": d.lo, "diff_hi": d.hi}
+        row |= {k: v for k, v in e.extra.items()}
+        rows.append(row)
     return rows
 
 
-FAMILY_COLORS = {
-    "unigram": "#7f7f7f",
-    "n-gram": "#1f77b4",
-    "dense HMM": "#d62728",
-    "cloned HMM": "#ff7f0e",
-    "transformer": "#2ca02c",
-}
-VOCAB_MARKERS = {1024: "circle", 2048: "square", 4096: "diamond"}
-
-
-def ladder_figure(rows: list[dict]) -> go.Figure:
-    """Bits per byte against parameters (log x): colour = family, marker = vocab size."""
-    fig = go.Figure()
-    for family, color in FAMILY_COLORS.items():
-        for v, marker in VOCAB_MARKERS.items():
-            pts = [r for r in rows if r["family"] == family and r["vocab_size"] == v]
-            if not pts:
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=[r["n_parameters"] for r in pts],
-                    y=[r["bits_per_byte"] for r in pts],
-                    mode="markers+lines",
-                    marker=dict(color=color, symbol=marker, size=10),
-                    line=dict(color=color, width=1, dash="dot"),
-                    name=f"{family}, V={v}",
-                    text=[r["model"] for r in pts],
-                    hovertemplate="%{text}<br>%{x:,} parameters<br>%{y:.4f} bits/byte<extra>V="
-                    + str(v)
-                    + "</extra>",
-                )
-            )
-    fig.update_layout(
-        title="bits per byte on the validation stories",
-        xaxis_title="parameters",
-        yaxis_title="bits per byte",
-        xaxis_type="log",
-        template="plotly_white",
-    )
-    return fig
+def ladder_rows(
+    corpus: Corpus, tokenizers_dir: str | Path, cfg: LadderConfig, curves: list | None = None
+) -> list[dict]:
+    """Fit and score every model of the ladder; one row per model (see :func:`summarise`).
+    EM curves of every HMM fit are appended to ``curves`` if given."""
+    rows = []
+    transformers = transformer_entries(corpus, cfg.transformer_runs) if cfg.transformer_runs else []
+    for v in cfg.vocab_sizes:
+        tok_dir = hf_dir(tokenizers_dir, v)
+        train, valid = pretokenize(corpus.train, tok_dir), pretokenize(corpus.valid, tok_dir)
+        bos = load_tokenizer(tok_dir).convert_tokens_to_ids(BOS)
+        entries = ngram_entries(train, valid, cfg.ngram_orders, bos, v)
+        entries += hmm_entries(train, valid, cfg, v)
+        entries += [t for t in transformers if t.vocab_size == v]
+        rows += summarise(entries, valid, cfg.n_boot)
+        if curves is not None:
+            curves += [c for e in entries for c in e.curves]
+    return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| vocab | family | model | parameters | bits/byte | bits/token | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| vocab | family | model | parameters | bits/byte [95% CI] | minus KN5 [95% CI] "
+        "| seeds | iterations | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["vocab_size"], -r["bits_per_byte"])):
+        diff = (
+            f"{r['diff_kn5']:+.4f} [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}]"
+            if r.get("diff_kn5") is not None
+            else "-"
+        )
+        its = r.get("iterations")
         lines.append(
             f"| {r['vocab_size']} | {r['family']} | {r['model']} | {r['n_parameters']:,} | "
-            f"{r['bits_per_byte']:.4f} | {r['bits_per_token']:.4f} | {r['seconds']} |"
+            f"{r['bits_per_byte']:.4f} [{r['bpb_lo']:.4f}, {r['bpb_hi']:.4f}] | {diff} | "
+            f"{r['n_seeds']} | {'/'.join(map(str, its)) if its else '-'} | {r['seconds']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -194,20 +269,26 @@ def run_ladder(
     corpus: Corpus, tokenizers_dir, cfg: LadderConfig, out_dir
 ) -> tuple[Path, list[dict]]:
     """Train tokenizers if needed, run the ladder, write ``<out_dir>/<time>_ladder/``."""
-    from dataclasses import asdict
-
     from hmm_lang.atomic import write_text, write_yaml
     from hmm_lang.plots.export import save_figure
+    from hmm_lang.plots.ladder import curves_figure, ladder_figure, seconds_figure
     from hmm_lang.records import new_run_dir, write_environment
     from hmm_lang.stats import write_csv
     from hmm_lang.tokenizer import train_tokenizers
 
+    for run in cfg.transformer_runs:  # refuse a mismatched run before any work
+        check_run_split(run, corpus)
     run_dir = new_run_dir(out_dir, "ladder")
     write_yaml(run_dir / "config.yaml", {"corpus": corpus.describe(), "ladder": asdict(cfg)})
     write_environment(run_dir)
     train_tokenizers(corpus.train, cfg.vocab_sizes, tokenizers_dir)
-    rows = ladder_rows(corpus, tokenizers_dir, cfg)
+    curves: list[dict] = []
+    rows = ladder_rows(corpus, tokenizers_dir, cfg, curves)
     write_csv(run_dir / "ladder.csv", rows)
+    write_csv(run_dir / "curves.csv", curves)
     write_text(run_dir / "ladder.md", markdown_table(rows))
     save_figure(ladder_figure(rows), run_dir, "ladder", png=False)
+    save_figure(seconds_figure(rows), run_dir, "ladder_seconds", png=False)
+    if curves:
+        save_figure(curves_figure(curves), run_dir, "ladder_curves", png=False)
     return run_dir, rows

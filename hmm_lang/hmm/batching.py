@@ -22,6 +22,7 @@ class LaneBatch:
     tokens: torch.Tensor  # (N, T) int64; 0 at padding
     start: torch.Tensor  # (N, T) bool; True where a sequence begins
     valid: torch.Tensor  # (N, T) bool; False at padding
+    story: torch.Tensor | None = None  # (N, T) int64 index of the packed sequence; -1 at padding
 
     @property
     def n_tokens(self) -> int:
@@ -32,7 +33,21 @@ class LaneBatch:
         return int(self.start.sum())
 
     def to(self, device) -> LaneBatch:
-        return LaneBatch(self.tokens.to(device), self.start.to(device), self.valid.to(device))
+        story = None if self.story is None else self.story.to(device)
+        return LaneBatch(
+            self.tokens.to(device), self.start.to(device), self.valid.to(device), story
+        )
+
+
+def story_totals(per_step: torch.Tensor, batch: LaneBatch, out: np.ndarray) -> None:
+    """Add a time-major (T, N) per-token quantity (e.g. log c_t) into ``out[story]``."""
+    if batch.story is None:
+        raise HmmLangError("this batch was packed without story indices; use pack_lanes")
+    story = batch.story.t().reshape(-1).to(per_step.device)
+    keep = story >= 0
+    sums = torch.zeros(len(out), dtype=torch.float64, device=per_step.device)
+    sums.index_add_(0, story[keep], per_step.reshape(-1)[keep].double())
+    out += sums.cpu().numpy()
 
 
 def check_sequences(sequences: Sequence[np.ndarray], vocab_size: int) -> None:
@@ -59,7 +74,10 @@ def pack_lanes(
     if len(sequences) == 0:
         raise HmmLangError("no sequences to pack; the token stream is empty")
     lane_len = max(lane_len, max(len(s) for s in sequences))
-    n_lanes = max(1, batch_tokens // lane_len)
+    # no more lanes than the data fills (with 10% slack for packing): on small data, surplus
+    # lanes would each hold one short sequence and the batch would be mostly padding
+    total = sum(len(s) for s in sequences)
+    n_lanes = max(1, min(batch_tokens // lane_len, -(-total * 11 // (10 * lane_len)) + 1))
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     batches: list[list[list[int]]] = []
     heap: list[tuple[int, int]] = []  # (used length, lane index) of the current batch
@@ -86,6 +104,7 @@ def _build(sequences: Sequence[np.ndarray], lanes: list[list[int]]) -> LaneBatch
     tokens = np.zeros((len(lanes), t), dtype=np.int64)
     start = np.zeros((len(lanes), t), dtype=bool)
     valid = np.zeros((len(lanes), t), dtype=bool)
+    story = np.full((len(lanes), t), -1, dtype=np.int64)
     for row, lane in enumerate(lanes):
         pos = 0
         for i in lane:
@@ -93,5 +112,11 @@ def _build(sequences: Sequence[np.ndarray], lanes: list[list[int]]) -> LaneBatch
             tokens[row, pos : pos + len(s)] = s
             start[row, pos] = True
             valid[row, pos : pos + len(s)] = True
+            story[row, pos : pos + len(s)] = i
             pos += len(s)
-    return LaneBatch(torch.from_numpy(tokens), torch.from_numpy(start), torch.from_numpy(valid))
+    return LaneBatch(
+        torch.from_numpy(tokens),
+        torch.from_numpy(start),
+        torch.from_numpy(valid),
+        torch.from_numpy(story),
+    )

@@ -7,9 +7,14 @@ training, as a (B, n, n) tensor indexed by bigram id.
 
 Held-out text has bigrams never seen in training, which a pure cloned HMM gives probability
 zero. So every transition keeps an ``escape`` mass: with probability eps the next state is
-drawn from q (the add-one token unigram, spread evenly over the token's clones):
-    P(s' | s) = (1 - eps) T[s, s'] + eps q[s'],
-still an HMM with rows that sum to one; eps is fixed during EM and chosen on held-out data.
+drawn from q_u, a token distribution that depends on the source state's token u, spread evenly
+over the next token's clones:
+    P(s' | s) = (1 - eps) T[s, s'] + eps q_u(v') / n(v'),   s a clone of u, s' one of v',
+still an HMM with rows that sum to one. q_u is a Kneser-Ney bigram P_KN(v' | u) of the training
+stories (the first token's q is P_KN(v | </s>): a story starts where the previous one ended), or
+the add-one unigram (``escape_model="unigram"``, the older choice, which taxes every seen
+transition equally). eps is fixed during EM and tuned on the dev split after. A token never
+followed by another in training (``</s>``) has no blocks: its clones escape with probability 1.
 
 Clone counts may vary by token (allocation by frequency); blocks are padded to the largest
 count, and padded clones carry zero probability everywhere.
@@ -26,7 +31,7 @@ import torch
 
 from hmm_lang.atomic import atomic_path
 from hmm_lang.errors import HmmLangError
-from hmm_lang.hmm.batching import LaneBatch
+from hmm_lang.hmm.batching import LaneBatch, story_totals
 
 
 def allocate_clones(counts: np.ndarray, total_states: int, max_clones: int) -> np.ndarray:
@@ -64,9 +69,11 @@ class ClonedHMM:
     bigrams: torch.Tensor  # (B,) int64 sorted keys u * V + v of the bigrams seen in training
     blocks: torch.Tensor  # (B, n, n) T[(u, c), (v, c')]; rows sum to 1 over all blocks of u
     start: torch.Tensor  # (V, n) P(s_1 = (v, c)); sums to 1
-    escape_q: torch.Tensor  # (V, n) q, the escape distribution; sums to 1
+    escape_next: torch.Tensor  # (V, V) q_u(v) at [u, v]: the escape's token distribution
+    escape_first: torch.Tensor  # (V,) q for the first token of a sequence
     clones: torch.Tensor  # (V,) int64 active clones per token
     escape: float = 1e-2
+    escape_parameters: int = 0  # free parameters of the escape model (counted in n_parameters)
 
     @property
     def vocab_size(self) -> int:
@@ -85,8 +92,27 @@ class ClonedHMM:
         """Free transition parameters in the seen blocks, plus the start distribution."""
         u = (self.bigrams // self.vocab_size).long()
         active = self.clones[u] * self.clones[(self.bigrams % self.vocab_size).long()]
-        # block entries minus one normalisation per source state, plus (n_states - 1) starts
-        return int(active.sum()) - 1
+        # block entries, less one normalisation per source clone that has blocks, plus
+        # (n_states - 1) starts, plus the escape model's own parameters and its mass
+        rows = int((self.active & ~self._leaf[:, None]).sum())
+        return int(active.sum()) - rows + self.n_states - 1 + self.escape_parameters + 1
+
+    @functools.cached_property
+    def _leaf(self) -> torch.Tensor:
+        """(V,) bool: tokens with no seen successor (their clones' rows are all escape)."""
+        has = torch.zeros(self.vocab_size, dtype=torch.bool)
+        has[(self.bigrams // self.vocab_size).long()] = True
+        return ~has
+
+    def escape_of(self, prev: torch.Tensor) -> torch.Tensor:
+        """Escape probability out of clones of each token in ``prev``: eps, or 1 at leaves."""
+        eps = torch.full(prev.shape, self.escape, dtype=self.start.dtype)
+        return torch.where(self._leaf[prev], torch.ones_like(eps), eps)
+
+    @functools.cached_property
+    def share(self) -> torch.Tensor:
+        """(V, n) 1/n(v) on the active clones of v: how escape mass spreads over clones."""
+        return self.active.to(self.start.dtype) / self.clones[:, None].to(self.start.dtype)
 
     @property
     def active(self) -> torch.Tensor:
@@ -124,13 +150,16 @@ class ClonedHMM:
         alphas = torch.empty(t_len, n, self.max_clones, dtype=self.blocks.dtype) if keep else None
         scale = torch.ones(t_len, n, dtype=torch.float64)
         prev = None
+        share = self.share
         for t in range(t_len):
             v = tokens[t]
-            pre = (1 - eps) * self.start[v] + eps * self.escape_q[v]
+            pre = (1 - eps) * self.start[v] + eps * self.escape_first[v, None] * share[v]
             if t > 0:
                 step = torch.bmm(prev.unsqueeze(1), blocks[bid[t]]).squeeze(1)
+                q = self.escape_next[tokens[t - 1], v]  # (N,)
+                e = self.escape_of(tokens[t - 1])[:, None]  # (N, 1)
                 pre = torch.where(
-                    restart[t, :, None], pre, (1 - eps) * step + eps * self.escape_q[v]
+                    restart[t, :, None], pre, (1 - e) * step + e * q[:, None] * share[v]
                 )
             c = pre.sum(-1)
             prev = pre / c.unsqueeze(-1)
@@ -140,13 +169,19 @@ class ClonedHMM:
         return alphas, scale, (tokens, valid, restart, bid)
 
     @torch.no_grad()
-    def log_likelihood(self, batches: Iterable[LaneBatch]) -> tuple[float, int]:
-        """Total log-likelihood (nats) of the sequences in ``batches`` and their token count."""
+    def log_likelihood(
+        self, batches: Iterable[LaneBatch], per_story: np.ndarray | None = None
+    ) -> tuple[float, int]:
+        """Total log-likelihood (nats) of the sequences in ``batches`` and their token count;
+        with ``per_story``, each sequence's nats are added to its slot."""
         total, n_tok = 0.0, 0
         for batch in batches:
             _, scale, _ = self._forward(batch, keep=False)
-            total += float(torch.log(scale).sum())
+            logc = torch.log(scale)
+            total += float(logc.sum())
             n_tok += batch.n_tokens
+            if per_story is not None:
+                story_totals(logc, batch, per_story)
         return total, n_tok
 
     @torch.no_grad()
@@ -168,10 +203,12 @@ class ClonedHMM:
                 break
             w = beta / sc[t].unsqueeze(-1)  # (N, n)
             blk = blocks[bid[t]]  # (N, n, n)
-            xi = (1 - eps) * alphas[t - 1].unsqueeze(2) * blk * w.unsqueeze(1)
+            e = self.escape_of(tokens[t - 1])[:, None]  # (N, 1): eps, or 1 out of a leaf
+            xi = ((1 - e) * alphas[t - 1]).unsqueeze(2) * blk * w.unsqueeze(1)
             counts.index_add_(0, bid[t], xi.double())
-            back = (1 - eps) * torch.bmm(blk, w.unsqueeze(2)).squeeze(2)
-            back = back + eps * (self.escape_q[tokens[t]] * w).sum(-1, keepdim=True)
+            back = (1 - e) * torch.bmm(blk, w.unsqueeze(2)).squeeze(2)
+            q = self.escape_next[tokens[t - 1], tokens[t]]  # (N,)
+            back = back + e * q[:, None] * (self.share[tokens[t]] * w).sum(-1, keepdim=True)
             beta = torch.where(restart[t, :, None], torch.ones_like(beta), back)
         return ClonedStats(
             counts[:-1], start_counts, float(torch.log(scale).sum()), int(valid.sum())
@@ -205,9 +242,11 @@ class ClonedHMM:
             self.bigrams,
             blocks.to(self.blocks.dtype),
             start.to(self.start.dtype),
-            self.escape_q,
+            self.escape_next,
+            self.escape_first,
             self.clones,
             self.escape,
+            self.escape_parameters,
         )
 
     # ---- decoding and sampling -----------------------------------------------------------
@@ -216,14 +255,16 @@ class ClonedHMM:
         """Most probable clone path (clone index within each token) and its log-probability."""
         x = torch.as_tensor(np.asarray(sequence), dtype=torch.long)
         eps = self.escape
-        delta = torch.log(
-            (1 - eps) * self.start[x[0]].double() + eps * self.escape_q[x[0]].double()
-        )
+        share = self.share.double()
+        first = self.escape_first[x[0]].double() * share[x[0]]
+        delta = torch.log((1 - eps) * self.start[x[0]].double() + eps * first)
         back = []
         for t in range(1, len(x)):
             bid = self.bigram_ids(x[t - 1 : t], x[t : t + 1])
             blk = self._blocks_ext[bid[0]].double()
-            trans = torch.log((1 - self.escape) * blk + self.escape * self.escape_q[x[t]].double())
+            q = self.escape_next[x[t - 1], x[t]].double() * share[x[t]]
+            e = float(self.escape_of(x[t - 1 : t])[0])
+            trans = torch.log((1 - e) * blk + e * q)
             scores = delta.unsqueeze(1) + trans
             delta, arg = scores.max(0)
             back.append(arg)
@@ -245,7 +286,8 @@ class ClonedHMM:
         first = torch.searchsorted(u_of, torch.arange(self.vocab_size + 1))
         out = []
         for _ in range(n_sequences):
-            dist = (1 - self.escape) * self.start + self.escape * self.escape_q
+            q0 = self.escape_first[:, None] * self.share
+            dist = (1 - self.escape) * self.start + self.escape * q0
             s = int(torch.multinomial(dist.flatten().double(), 1, generator=g))
             tok, clone = divmod(s, n)
             seq = [tok]
@@ -256,8 +298,8 @@ class ClonedHMM:
                     j = int(torch.multinomial(row, 1, generator=g))
                     tok, clone = int(self.bigrams[a + j // n] % self.vocab_size), j % n
                 else:
-                    s = int(torch.multinomial(self.escape_q.flatten().double(), 1, generator=g))
-                    tok, clone = divmod(s, n)
+                    tok = int(torch.multinomial(self.escape_next[tok].double(), 1, generator=g))
+                    clone = int(torch.multinomial(self.share[tok].double(), 1, generator=g))
                 seq.append(tok)
             out.append(np.array(seq))
         return out
@@ -271,9 +313,11 @@ class ClonedHMM:
                     "bigrams": self.bigrams,
                     "blocks": self.blocks,
                     "start": self.start,
-                    "escape_q": self.escape_q,
+                    "escape_next": self.escape_next,
+                    "escape_first": self.escape_first,
                     "clones": self.clones,
                     "escape": self.escape,
+                    "escape_parameters": self.escape_parameters,
                     "config": config or {},
                 },
                 tmp,
@@ -289,12 +333,50 @@ class ClonedHMM:
             ) from None
         if not isinstance(d, dict) or d.get("kind") != "cloned_hmm":
             raise HmmLangError(f"{path} is not a saved ClonedHMM")
-        for name in ("blocks", "start", "escape_q"):
+        if "escape_next" not in d:
+            raise HmmLangError(f"{path} was saved by an older hmm_lang (unigram escape); refit it")
+        for name in ("blocks", "start", "escape_next", "escape_first"):
             t = d[name]
             if not torch.isfinite(t).all() or (t < 0).any():
                 raise HmmLangError(f"cloned HMM {path}: {name} holds NaN or negative values")
-        model = cls(d["bigrams"], d["blocks"], d["start"], d["escape_q"], d["clones"], d["escape"])
+        model = cls(
+            d["bigrams"],
+            d["blocks"],
+            d["start"],
+            d["escape_next"],
+            d["escape_first"],
+            d["clones"],
+            d["escape"],
+            int(d.get("escape_parameters", 0)),
+        )
         return model, d.get("config", {})
+
+
+ESCAPE_MODELS = ("kn-bigram", "unigram")
+
+
+def escape_distributions(
+    sequences: Sequence[np.ndarray], vocab_size: int, model: str = "kn-bigram", eos_id: int = 0
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(V, V) q_u(v), (V,) first-token q, and the escape model's parameter count.
+
+    ``kn-bigram``: an interpolated modified Kneser-Ney bigram of ``sequences`` (context
+    ``eos_id`` for the first token). ``unigram``: the add-one unigram in every row.
+    """
+    from hmm_lang.ngram import KneserNeyModel
+
+    if model == "unigram":
+        counts = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=vocab_size)
+        p = (counts + 1.0) / (counts.sum() + vocab_size)
+        return np.broadcast_to(p, (vocab_size, vocab_size)), p, vocab_size - 1
+    if model != "kn-bigram":
+        raise HmmLangError(f"unknown escape model {model!r}; choose one of {ESCAPE_MODELS}")
+    kn = KneserNeyModel(2, vocab_size, eos_id).fit(sequences)
+    ids = np.arange(vocab_size, dtype=np.int64)
+    keys = (ids[:, None] << kn.bits) | ids[None, :]  # (V, V) bigram keys u -> v
+    table = np.exp(kn.log_probs_of_keys(keys.reshape(-1))).reshape(vocab_size, vocab_size)
+    table /= table.sum(1, keepdims=True)  # exact row sums despite float rounding
+    return table, table[eos_id].copy(), kn.n_parameters
 
 
 def init_cloned_hmm(
@@ -304,15 +386,18 @@ def init_cloned_hmm(
     escape: float = 1e-2,
     seed: int = 0,
     noise: float = 5.0,
+    escape_model: str = "kn-bigram",
+    eos_id: int | None = None,
 ) -> ClonedHMM:
     """Blocks for every bigram in ``sequences``, filled with its count spread over the clones
     with multiplicative noise (1 + noise * U(0, 1)), then normalised.
 
     The noise breaks the clones' symmetry; too little leaves EM on the symmetric plateau (on
     TinyStories at 16 clones, noise 0.5 barely moved in 6 iterations, noise 5 escaped).
+    ``eos_id`` (default: the last token of the first sequence) is the escape's context for a
+    sequence's first token.
     """
     rng = np.random.default_rng(seed)
-    counts = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=vocab_size)
     n_per = np.full(vocab_size, clones) if np.isscalar(clones) else np.asarray(clones)
     if n_per.min() < 1:
         raise HmmLangError("every token needs at least one clone")
@@ -321,15 +406,17 @@ def init_cloned_hmm(
     cur = np.concatenate([s[1:] for s in sequences]).astype(np.int64)
     keys, pair_counts = np.unique(prev * vocab_size + cur, return_counts=True)
     firsts = np.bincount([int(s[0]) for s in sequences], minlength=vocab_size)
-    active = np.arange(n)[None, :] < n_per[:, None]
-    q = (counts + 1.0)[:, None] * active / n_per[:, None]
+    eos = int(sequences[0][-1]) if eos_id is None else int(eos_id)
+    q_next, q_first, n_esc = escape_distributions(sequences, vocab_size, escape_model, eos)
     model = ClonedHMM(
         torch.from_numpy(keys),
         torch.zeros(len(keys), n, n, dtype=torch.float32),
         torch.zeros(vocab_size, n, dtype=torch.float32),
-        torch.from_numpy(q / q.sum()).float(),
+        torch.from_numpy(np.ascontiguousarray(q_next)).float(),
+        torch.from_numpy(q_first).float(),
         torch.from_numpy(n_per.astype(np.int64)),
         escape,
+        n_esc,
     )
     blocks = pair_counts[:, None, None] * (1 + noise * rng.random((len(keys), n, n)))
     start = (firsts + 1e-3)[:, None] * (1 + noise * rng.random((vocab_size, n)))

@@ -1,22 +1,27 @@
-"""Batch Baum-Welch EM with Dirichlet smoothing, early stopping and data-parallel statistics.
+"""Batch EM with Dirichlet smoothing and dev-split early stopping, for any HMM family.
 
-The loop is hmmlearn's (E-step, M-step, monitor report), with typed statistics
-(:class:`HMMStats`) instead of string keys. The smoothing pseudocount ``c`` added to every
-count is MAP estimation under a Dirichlet(1 + c) prior, so the monitored objective is
-log-likelihood + c * sum(log parameters), which EM never decreases.
+The loop is hmmlearn's (E-step, M-step, monitor report), with typed statistics instead of
+string keys. :func:`run_em` takes the family's E-step, M-step and dev scorer as functions, so
+dense and cloned HMMs share one loop, one stop rule and one record of the curves. The smoothing
+pseudocount ``c`` added to every count is MAP estimation under a Dirichlet(1 + c) prior, so the
+monitored training objective is log-likelihood + c * sum(log parameters), which EM never
+decreases. Which parameters are kept is decided on the dev split alone.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
+from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.batching import LaneBatch
 from hmm_lang.hmm.inference import HMMStats, expected_counts, log_likelihood
 from hmm_lang.hmm.model import CategoricalHMM
@@ -25,6 +30,7 @@ from hmm_lang.hmm.monitor import ConvergenceMonitor, IterationRecord
 log = logging.getLogger(__name__)
 
 Reducer = Callable[[HMMStats], HMMStats]
+M = TypeVar("M")
 
 
 def e_step(
@@ -59,58 +65,99 @@ def log_prior(hmm: CategoricalHMM, smoothing: float) -> float:
 
 
 @dataclass
-class EMResult:
-    hmm: CategoricalHMM  # the best parameters (by validation likelihood if given)
+class EMResult(Generic[M]):
+    hmm: M  # the parameters kept: best dev likelihood (the last ones without a dev split)
     monitor: ConvergenceMonitor
-    best_iteration: int
+    best_iteration: int  # index of the kept parameters in the history (len(history): after it)
+    stop_reason: str
+    stats: Any = None  # the E-step statistics whose M-step gave ``hmm`` (None: the start)
+
+    @property
+    def iterations(self) -> int:
+        return len(self.monitor.history)
+
+
+def run_em(
+    model: M,
+    e_step_fn: Callable[[M], Any],
+    m_step_fn: Callable[[Any], M],
+    dev_fn: Callable[[M], tuple[float, int]] | None = None,
+    prior_fn: Callable[[M], float] | None = None,
+    max_iter: int = 200,
+    tol: float = 1e-4,
+    patience: int = 3,
+    desc: str = "EM",
+    progress: bool = True,
+) -> EMResult[M]:
+    """EM from ``model`` until the dev likelihood stops improving (see
+    :class:`ConvergenceMonitor`). ``e_step_fn(model)`` returns statistics with
+    ``log_likelihood`` and ``n_tokens``; ``m_step_fn(stats)`` the next model; ``dev_fn(model)``
+    the dev log-likelihood (nats) and token count."""
+    if max_iter < 1:
+        raise HmmLangError(f"--max-iters must be at least 1, got {max_iter}")
+    monitor = ConvergenceMonitor(tol=tol, max_iter=max_iter, patience=patience)
+    produced_by = None  # statistics whose M-step gave `model`
+    kept = (model, None, 0)
+    bar = tqdm(total=max_iter, desc=desc, unit="iter", disable=not progress, leave=False)
+    while True:
+        t0 = time.perf_counter()
+        stats = e_step_fn(model)
+        if not math.isfinite(stats.log_likelihood):
+            raise HmmLangError(
+                f"{desc}: the training log-likelihood is {stats.log_likelihood} at iteration "
+                f"{len(monitor.history)}; use a positive smoothing pseudocount"
+            )
+        it = len(monitor.history)
+        record = IterationRecord(
+            it, stats.log_likelihood, prior_fn(model) if prior_fn else 0.0, stats.n_tokens, 0.0
+        )
+        if dev_fn is not None:
+            record.dev_log_likelihood, record.dev_tokens = dev_fn(model)
+        record.seconds = time.perf_counter() - t0
+        monitor.report(record)
+        if monitor.best_iteration == it:
+            kept = (model, produced_by, it)
+        bar.update(1)
+        post = {"train": f"{record.train_nats_per_token:.4f}"}
+        if record.dev_nats_per_token is not None:
+            post["dev"] = f"{record.dev_nats_per_token:.4f}"
+        post["tok_s"] = f"{stats.n_tokens / max(record.seconds, 1e-9):,.0f}"
+        bar.set_postfix(post)
+        reason = monitor.stop_reason
+        if reason is not None:
+            break
+        model, produced_by = m_step_fn(stats), stats
+    bar.close()
+    if dev_fn is None:  # nothing to select on: the parameters after the last M-step
+        kept = (m_step_fn(stats), stats, len(monitor.history))
+    best, best_stats, best_it = kept
+    log.info("%s: %d iterations, stop: %s, kept iteration %d", desc, it + 1, reason, best_it)
+    return EMResult(copy.copy(best), monitor, best_it, reason, best_stats)
 
 
 def fit_em(
     hmm: CategoricalHMM,
     train: Sequence[LaneBatch],
-    valid: Sequence[LaneBatch] | None = None,
-    max_iter: int = 20,
+    dev: Sequence[LaneBatch] | None = None,
+    max_iter: int = 200,
     tol: float = 1e-4,
     smoothing: float = 1e-3,
-    patience: int = 2,
+    patience: int = 3,
     reduce: Reducer | None = None,
     progress: bool = True,
-) -> EMResult:
-    """Baum-Welch from ``hmm``. With ``valid``, keep the parameters with the best validation
-    likelihood and stop after ``patience`` iterations without improvement."""
-    monitor = ConvergenceMonitor(tol=tol, max_iter=max_iter)
-    best, best_valid, best_iter, since_best = hmm, -float("inf"), 0, 0
-    bar = tqdm(total=max_iter, desc=f"EM K={hmm.n_states}", unit="iter", disable=not progress)
-    for it in range(max_iter):
-        t0 = time.perf_counter()
-        stats = e_step(hmm, train, reduce)
-        record = IterationRecord(
-            it, stats.log_likelihood, log_prior(hmm, smoothing), stats.n_tokens, 0.0
-        )
-        if valid is not None:
-            record.valid_log_likelihood, record.valid_tokens = log_likelihood(hmm, valid)
-            if record.valid_log_likelihood > best_valid:
-                best, best_valid, best_iter, since_best = hmm, record.valid_log_likelihood, it, 0
-            else:
-                since_best += 1
-        new = m_step(stats, smoothing, dtype=hmm.start.dtype)
-        record.seconds = time.perf_counter() - t0
-        monitor.report(record)
-        bar.update(1)
-        bar.set_postfix(
-            nats_tok=f"{record.train_nats_per_token:.4f}",
-            tok_s=f"{stats.n_tokens / record.seconds:,.0f}",
-        )
-        if valid is not None and since_best >= patience:
-            log.info("early stop at iteration %d (best %d)", it, best_iter)
-            break
-        if monitor.converged:
-            hmm = new
-            break
-        hmm = new
-    bar.close()
-    if valid is None:
-        best, best_iter = hmm, len(monitor.history)
-    elif since_best < patience and log_likelihood(hmm, valid)[0] > best_valid:
-        best, best_iter = hmm, len(monitor.history)  # the final M-step's parameters win
-    return EMResult(copy.copy(best), monitor, best_iter)
+) -> EMResult[CategoricalHMM]:
+    """Baum-Welch for a dense HMM from ``hmm``; with ``dev``, keep the parameters with the best
+    dev likelihood and stop when it stops improving."""
+    dtype = hmm.start.dtype
+    return run_em(
+        hmm,
+        lambda m: e_step(m, train, reduce),
+        lambda s: m_step(s, smoothing, dtype=dtype),
+        (lambda m: log_likelihood(m, dev)) if dev is not None else None,
+        lambda m: log_prior(m, smoothing),
+        max_iter=max_iter,
+        tol=tol,
+        patience=patience,
+        desc=f"EM K={hmm.n_states}",
+        progress=progress,
+    )

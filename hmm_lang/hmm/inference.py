@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hmm_lang.hmm.batching import LaneBatch
+from hmm_lang.hmm.batching import LaneBatch, story_totals
 from hmm_lang.hmm.model import CategoricalHMM
 
 
@@ -188,10 +188,12 @@ def filter_beliefs(hmm: CategoricalHMM, batch: LaneBatch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def log_likelihood(hmm: CategoricalHMM, batches: Iterable[LaneBatch]) -> tuple[float, int]:
+def log_likelihood(
+    hmm: CategoricalHMM, batches: Iterable[LaneBatch], per_story: np.ndarray | None = None
+) -> tuple[float, int]:
     """Total log-likelihood (nats) of every sequence in ``batches``, and the token count.
-
-    Streams over time: memory is O(N K), whatever the lane length.
+    With ``per_story`` (float64, one slot per packed sequence), each sequence's nats are
+    added to its slot. Streams over time: memory is O(N K) (plus (T, N) for ``per_story``).
     """
     total, n_tokens = 0.0, 0
     emit_t = hmm.emit.t().contiguous()  # (V, K): contiguous rows gather fast
@@ -201,15 +203,17 @@ def log_likelihood(hmm: CategoricalHMM, batches: Iterable[LaneBatch]) -> tuple[f
         start = hmm.start.expand(n, hmm.n_states)
         restart = restart.unsqueeze(-1)
         prev = start
-        logc = torch.zeros(n, dtype=torch.float64, device=hmm.device)
+        logc = torch.zeros(tokens.shape, dtype=torch.float64, device=hmm.device)  # (T, N)
         for t in range(tokens.shape[0]):
             pre = start if t == 0 else torch.where(restart[t], start, prev @ hmm.trans)
             a = pre * emit_t[tokens[t]]
             c = a.sum(-1)
-            logc += torch.where(valid[t], torch.log(c.double()), 0.0)
+            logc[t] = torch.where(valid[t], torch.log(c.double()), 0.0)
             prev = a / c.unsqueeze(-1)
         total += float(logc.sum())
         n_tokens += int(valid.sum())
+        if per_story is not None:
+            story_totals(logc, batch, per_story)
     return total, n_tokens
 
 

@@ -71,7 +71,7 @@ def fit_online(
         )
         hmm = m_step(running, smoothing, dtype=hmm.start.dtype)
         if valid is not None and eval_every and (k + 1) % eval_every == 0:
-            record.valid_log_likelihood, record.valid_tokens = log_likelihood(hmm, valid)
+            record.dev_log_likelihood, record.dev_tokens = log_likelihood(hmm, valid)
         record.seconds = time.perf_counter() - t0
         monitor.history.append(record)  # minibatches differ: no monotonicity to check
         bar.update(stats.n_tokens)

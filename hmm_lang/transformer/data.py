@@ -2,7 +2,8 @@
 
 Training reads random windows of ``n_ctx + 1`` tokens from the concatenated training stories,
 each story written as ``<s> story </s>``. Evaluation scores every validation story on its own,
-from ``<s>``, like the HMM and n-gram models, so bits per byte compare across families.
+from ``<s>``, like the HMM and n-gram models, so bits per byte compare across families; stories
+longer than the context are scored with a sliding window (:func:`story_windows`).
 """
 
 from __future__ import annotations
@@ -54,26 +55,88 @@ class WindowSampler:
 
 
 def story_chunks(stream: TokenStream, bos_id: int, n_ctx: int, max_stories: int | None = None):
-    """Every story as ``<s> story`` inputs and ``story`` targets, cut into pieces of at most
-    ``n_ctx`` predictions; returns padded (C, n_ctx) inputs, targets and a mask."""
+    """Every story as ``<s> story`` inputs and ``story`` targets, cut into non-overlapping
+    pieces of at most ``n_ctx`` positions (for activation statistics, where each position is
+    wanted once; scoring uses :func:`story_windows`); returns padded (C, n_ctx) inputs,
+    targets and a mask."""
     n = stream.n_stories if max_stories is None else min(max_stories, stream.n_stories)
-    inputs, targets = [], []
+    rows = []
     for i in range(n):
         seq = np.concatenate([[bos_id], stream.story(i)]).astype(np.int64)
         for a in range(0, len(seq) - 1, n_ctx):
-            inputs.append(seq[a : a + n_ctx])
-            targets.append(seq[a + 1 : a + 1 + n_ctx])
-    x = np.zeros((len(inputs), n_ctx), dtype=np.int64)
+            rows.append((seq[a : a + n_ctx], seq[a + 1 : a + 1 + n_ctx], 0, i))
+    x, y, mask, _ = _padded(rows, n_ctx)
+    return x, y, mask, n
+
+
+def _padded(rows, n_ctx: int):
+    """(W, n_ctx) inputs, targets, scored-mask and the (W,) story of ``rows`` of (inputs,
+    targets, first scored position, story)."""
+    x = np.zeros((len(rows), n_ctx), dtype=np.int64)
     y = np.zeros_like(x)
     mask = np.zeros_like(x, dtype=bool)
-    for r, (inp, tgt) in enumerate(zip(inputs, targets, strict=True)):
+    story = np.zeros(len(rows), dtype=np.int64)
+    for r, (inp, tgt, skip, i) in enumerate(rows):
         x[r, : len(inp)] = inp
         y[r, : len(tgt)] = tgt
-        mask[r, : len(tgt)] = True
-    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask), n
+        mask[r, skip : len(tgt)] = True
+        story[r] = i
+    return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(mask), story
+
+
+def story_windows(stream: TokenStream, bos_id: int, n_ctx: int, max_stories: int | None = None):
+    """Windows that predict every token of every story exactly once, ``</s>`` included.
+
+    A story is read as ``<s> story``. One that fits n_ctx predictions is one window; a longer
+    one is scored with a sliding window of stride n_ctx/2: each later window scores only the
+    tokens not scored yet, so each of them has at least n_ctx/2 tokens of context. Returns
+    (W, n_ctx) inputs, targets and scored-mask, the (W,) story of each window, and the number
+    of stories.
+    """
+    n = stream.n_stories if max_stories is None else min(max_stories, stream.n_stories)
+    stride = max(1, n_ctx // 2)
+    rows: list[tuple[np.ndarray, np.ndarray, int, int]] = []  # inputs, targets, first scored
+    for i in range(n):
+        seq = np.concatenate([[bos_id], stream.story(i)]).astype(np.int64)
+        length = len(seq) - 1  # predictions: seq[1..length]
+        first = min(length, n_ctx)
+        rows.append((seq[:first], seq[1 : first + 1], 0, i))
+        done = first
+        while done < length:
+            end = min(done + stride, length)
+            a = end - n_ctx
+            rows.append((seq[a:end], seq[a + 1 : end + 1], done - a, i))
+            done = end
+    x, y, mask, story = _padded(rows, n_ctx)
+    return x, y, mask, story, n
 
 
 @torch.no_grad()
+def story_nats(
+    logits_fn,
+    stream: TokenStream,
+    bos_id: int,
+    n_ctx: int,
+    device,
+    max_stories: int | None = None,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """(S,) next-token nats of ``logits_fn`` on each story (see :func:`story_windows`)."""
+    if stream.n_stories == 0:
+        raise HmmLangError("the validation split is empty; give it at least one story")
+    x, y, mask, story, n = story_windows(stream, bos_id, n_ctx, max_stories)
+    out = np.zeros(n)
+    for a in range(0, len(x), batch_size):
+        xb, yb, mb = (t[a : a + batch_size].to(device) for t in (x, y, mask))
+        logits = logits_fn(xb).float()
+        nll = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none"
+        )
+        per_window = (nll.view(mb.shape) * mb).double().sum(1).cpu().numpy()
+        np.add.at(out, story[a : a + batch_size], per_window)
+    return out
+
+
 def evaluate(
     logits_fn,
     stream: TokenStream,
@@ -83,17 +146,8 @@ def evaluate(
     max_stories: int | None = None,
     batch_size: int = 32,
 ) -> Score:
-    """Total next-token loss of ``logits_fn`` on each validation story, as a :class:`Score`."""
-    if stream.n_stories == 0:
-        raise HmmLangError("the validation split is empty; give it at least one story")
-    x, y, mask, n = story_chunks(stream, bos_id, n_ctx, max_stories)
-    total = 0.0
-    for a in range(0, len(x), batch_size):
-        xb, yb, mb = (t[a : a + batch_size].to(device) for t in (x, y, mask))
-        logits = logits_fn(xb).float()
-        nll = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none"
-        )
-        total += float(nll[mb.reshape(-1)].double().sum())
-    sub = stream.head(n)
-    return score(-total, sub.n_tokens, sub.n_bytes)
+    """Total next-token loss of ``logits_fn`` on the stories, as a :class:`Score`; the one
+    scorer of training's evaluations and of the ladder."""
+    nats = story_nats(logits_fn, stream, bos_id, n_ctx, device, max_stories, batch_size)
+    sub = stream.head(len(nats))
+    return score(-float(nats.sum()), sub.n_tokens, sub.n_bytes)

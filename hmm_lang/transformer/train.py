@@ -219,7 +219,12 @@ def train(
                 },
             )
         if rank == 0 and (done % tc.eval_interval == 0 or done == total):
-            _log_metrics(run_dir, {"step": done, **_eval(model, valid_stream, bos, cfg, device)})
+            # the final evaluation scores every validation story (the ladder's scorer);
+            # intermediate ones the first eval_stories, for the curve only
+            final = done == total
+            n_eval = None if final else tc.eval_stories
+            record = _eval(model, valid_stream, bos, cfg, device, n_eval)
+            _log_metrics(run_dir, {"step": done, **record, "final": final})
         if rank == 0 and (done % tc.checkpoint_interval == 0 or done == total):
             save_checkpoint(
                 run_dir / "checkpoints" / f"step_{done:07d}.pt",
@@ -256,15 +261,14 @@ def fast_logits(model: HookedTransformerModel):
     return fn
 
 
-def _eval(model, valid_stream, bos, cfg: RunConfig, device) -> dict:
+def _eval(model, valid_stream, bos, cfg: RunConfig, device, max_stories: int | None) -> dict:
     model.eval()
-    sc = evaluate(
-        fast_logits(model), valid_stream, bos, cfg.model.n_ctx, device, cfg.train.eval_stories
-    )
+    sc = evaluate(fast_logits(model), valid_stream, bos, cfg.model.n_ctx, device, max_stories)
     model.train()
     return {
         "valid_nats_per_token": sc.nats / sc.n_tokens,
         "valid_bits_per_token": sc.bits_per_token,
         "valid_bits_per_byte": sc.bits_per_byte,
         "valid_tokens": sc.n_tokens,
+        "valid_stories": valid_stream.n_stories if max_stories is None else max_stories,
     }
