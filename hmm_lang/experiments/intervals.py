@@ -22,10 +22,6 @@ class Interval:
     lo: float
     hi: float
 
-    @property
-    def half_width(self) -> float:
-        return (self.hi - self.lo) / 2
-
 
 def resamples(n_stories: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """(n_boot, n_stories) counts: how often each story is drawn in each resample."""

@@ -10,6 +10,7 @@ the whole training split, the dev stories included, which favours ``lvd`` on dev
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def start_curves(train: TokenStream, cfg: StartsConfig) -> tuple[list[dict], lis
             )
             res = fit_hmm(train, None, fc)
             dev_bytes_per_token = res.dev_score.n_bytes / res.dev_score.n_tokens
-            to_bpb = 1 / dev_bytes_per_token / 0.6931471805599453
+            to_bpb = 1 / dev_bytes_per_token / math.log(2)
             for h in res.history:
                 curves.append(
                     {

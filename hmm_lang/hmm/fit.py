@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -183,12 +183,13 @@ def _score_valid(model, valid: TokenStream | None, bt: int, lane: int):
     return score(ll, valid.n_tokens, valid.n_bytes), -per_story
 
 
-def _tune_smoothing(res: EMResult, dev_b, cfg: HMMFitConfig) -> tuple[CategoricalHMM, float]:
-    """The final M-step redone with each pseudocount of the grid; the best on dev."""
+def _tune_smoothing(res: EMResult, dev_b, cfg: HMMFitConfig):
+    """The final M-step redone with each pseudocount of the grid; the best on dev, as
+    (model, pseudocount, dev log-likelihood)."""
     if res.stats is None:  # the start itself was kept: no pseudocount was used
-        return res.hmm, None
+        return res.hmm, None, res.monitor.best_dev
     if not cfg.tune_smoothing:
-        return res.hmm, cfg.smoothing
+        return res.hmm, cfg.smoothing, res.monitor.best_dev
     dtype = res.hmm.start.dtype
     tried = []
     for c in sorted(set(SMOOTHING_GRID) | {cfg.smoothing}):
@@ -196,7 +197,7 @@ def _tune_smoothing(res: EMResult, dev_b, cfg: HMMFitConfig) -> tuple[Categorica
         tried.append((log_likelihood(cand, dev_b)[0], c, cand))
     ll, c, best = max(tried, key=lambda t: t[0])
     log.info("pseudocount chosen on dev: %g", c)
-    return best, c
+    return best, c, ll
 
 
 def fit_dense(
@@ -229,6 +230,7 @@ def fit_dense(
                 batch_tokens=bt,
             )
             smoothing, reason, best_it = cfg.smoothing, STOP_MAX_ITERS, len(monitor.history)
+            ll, _ = log_likelihood(hmm, dev_b)
         else:
             res = fit_em(
                 hmm,
@@ -241,9 +243,8 @@ def fit_dense(
                 reduce=all_reduce_stats,
                 progress=progress,
             )
-            hmm, smoothing = _tune_smoothing(res, dev_b, cfg)
+            hmm, smoothing, ll = _tune_smoothing(res, dev_b, cfg)
             monitor, reason, best_it = res.monitor, res.stop_reason, res.best_iteration
-        ll, _ = log_likelihood(hmm, dev_b)
         log.info("restart %d: dev %.4f nats/token", r, -ll / sum(len(s) for s in dev_seqs))
         if best is None or ll > best[0]:
             best = (ll, hmm, monitor, reason, best_it, {"smoothing": smoothing, "restart": r})
@@ -366,7 +367,3 @@ def fit_hmm(
     """Fit a dense or cloned HMM (``cfg.cloned``) to ``train``; score ``valid`` once at the end."""
     cfg = cfg or HMMFitConfig()
     return (fit_cloned if cfg.cloned else fit_dense)(train, valid, cfg, progress)
-
-
-def config_dict(cfg: HMMFitConfig) -> dict:
-    return asdict(cfg)
