@@ -3,6 +3,7 @@
     python benchmarks/bench_hmm.py [--states 64 256 1024] [--vocab 1024] [--skip-pomegranate]
     python benchmarks/bench_hmm.py --small-data ../shared/data/tinystories_dev.txt \
         --tokenizer tokenizers/HF_custom_tokenizer_4096 [--small-stories 400] [--small-states 256]
+    python benchmarks/bench_hmm.py --blocked [--blocked-states 4096 16384 65536]
 
 Same synthetic data (sampled from a random HMM), same initial parameters, no smoothing. Each
 engine runs in its own subprocess so that peak RSS is its own. Reported per engine and K:
@@ -177,6 +178,61 @@ def small_real(args) -> None:
         )
 
 
+def blocked_speed(args) -> None:
+    """Blocked forward-backward (one E-step) at M=128 clusters of n = K/128 states: tokens/s
+    and the share of the measured matmul rate, counting 6 n^2 flops per token (forward and
+    backward block products and the expected-count outer products). Random parameters on
+    1,024 seen cluster pairs (8 successors per cluster), so memory stays under ~3 GB."""
+    from hmm_lang.hmm.batching import pack_lanes
+    from hmm_lang.hmm.blocked import BlockedHMM
+
+    peak = matmul_flops()
+    m, succ, v = 128, 8, 4096
+    rng = np.random.default_rng(0)
+    cluster = np.arange(v) % m
+    nxt = np.stack([rng.choice(m, succ, replace=False) for _ in range(m)])  # (M, 8)
+    pairs = np.unique(np.arange(m)[:, None] * m + nxt)
+    print(f"float32 matmul: {peak / 1e9:.1f} GFLOP/s, torch threads {torch.get_num_threads()}")
+    print(f"{'K':>6} {'n':>4} {'tokens':>7} {'s/E-step':>9} {'tok/s':>9} {'GFLOP/s':>8} {'% matmul':>8} {'RSS MB':>7}")
+    for k in args.blocked_states:
+        n = k // m
+        g = torch.Generator().manual_seed(0)
+        model = BlockedHMM(
+            torch.from_numpy(cluster),
+            torch.from_numpy(pairs),
+            torch.rand(len(pairs), n, n, generator=g),
+            torch.full((m, n), 1.0 / k),
+            torch.full((m, n, v // m), m / v),
+            torch.full((m, m), 1.0 / m),
+            torch.full((m,), 1.0 / m),
+            0.01,
+        )
+        src = torch.from_numpy(pairs // m)
+        rows = torch.zeros(m, n).index_add_(0, src, model.blocks.sum(2))
+        model.blocks /= rows[src].unsqueeze(2)
+        # token streams that follow the seen cluster pairs: 64 lanes, budget ~2e9 flops
+        n_tok = int(min(65_536, max(2048, 2e9 / (6 * n * n))))
+        seqs = []
+        for _ in range(max(1, n_tok // 256)):
+            c = [int(rng.integers(m))]
+            for _ in range(255):
+                c.append(int(nxt[c[-1], rng.integers(succ)]))
+            seqs.append(np.array(c) + m * rng.integers(0, v // m, size=256))
+        batches = pack_lanes(seqs, 64 * 256, 256)
+        model.expected_counts(batches[0])  # warm-up
+        t0 = time.perf_counter()
+        for b in batches:
+            model.expected_counts(b)
+        sec = time.perf_counter() - t0
+        tok = sum(b.n_tokens for b in batches)
+        flops = 6 * n * n * tok / sec
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"{k:>6} {n:>4} {tok:>7} {sec:>9.2f} {tok / sec:>9,.0f} {flops / 1e9:>8.2f} "
+            f"{flops / peak:>8.1%} {rss:>7.0f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--states", type=int, nargs="+", default=[64, 256, 1024])
@@ -188,7 +244,11 @@ def main() -> None:
     ap.add_argument("--tokenizer", default="tokenizers/HF_custom_tokenizer_4096")
     ap.add_argument("--small-stories", type=int, default=400)
     ap.add_argument("--small-states", type=int, default=256)
+    ap.add_argument("--blocked", action="store_true", help="blocked forward-backward speed")
+    ap.add_argument("--blocked-states", type=int, nargs="+", default=[4096, 16384, 65536])
     args = ap.parse_args()
+    if args.blocked:
+        return blocked_speed(args)
     if args.small_data:
         return small_real(args)
     if args.worker:

@@ -30,22 +30,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except RuntimeError as e:  # torch.save reports a full disk as a RuntimeError
+        if shutil.disk_usage(path.parent).free < (64 << 20):
+            import errno
+
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from e
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        at_fdcwd, rename_exchange = -100, 2
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder; it replaces ``path`` only when the block succeeds."""
+    """Yield an empty temporary folder; it replaces ``path`` only when the block succeeds.
+
+    An existing ``path`` is swapped out in one atomic exchange where the OS allows it (else
+    renamed aside first), and deleted only once the new folder is in place: a kill at any
+    moment leaves either the old folder or the new one. Temporary folders that a killed
+    writer left next to ``path`` are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        if not (path.exists() and _exchange(tmp, path)):  # exchanged: tmp holds the old one
+            aside = None
+            if path.exists():
+                aside = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                os.replace(path, Path(aside) / "old")
+            os.replace(tmp, path)
+            if aside is not None:
+                shutil.rmtree(aside)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

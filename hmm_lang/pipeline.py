@@ -7,6 +7,7 @@ killed run resumes where it stopped and never reads a half-written file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +21,8 @@ from tqdm.auto import tqdm
 
 from hmm_lang.atomic import write_json, write_text, write_yaml
 from hmm_lang.corpus import Corpus, load_corpus
-from hmm_lang.records import new_run_dir, write_environment
+from hmm_lang.errors import HmmLangError
+from hmm_lang.records import mark_complete, new_run_dir, write_environment
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,7 @@ class RunState:
     timings: dict[str, float] = field(default_factory=dict)
     results: list[dict] = field(default_factory=list)
     transformer_run: str | None = None
+    keys: dict[str, str] = field(default_factory=dict)  # stage -> hash of its inputs
 
 
 def _hash(obj) -> str:
@@ -110,12 +113,21 @@ def _hash(obj) -> str:
 
 
 def run_stage(state: RunState, name: str, inputs: dict, fn: Callable[[Path], dict]) -> dict:
-    """Run ``fn(stage_dir)`` unless a marker with the same input hash exists; return its result."""
+    """Run ``fn(stage_dir)`` unless a marker with the same input hash exists; return its result.
+
+    ``inputs`` must name content, not paths: data fingerprints, configs, and the keys of the
+    stages whose outputs this one reads (``state.keys``), so that a change anywhere upstream
+    reruns everything downstream."""
     marker = state.run_dir / "stages" / f"{name}.json"
     key = _hash(inputs)
+    state.keys[name] = key
     if marker.exists() and not state.force:
-        done = json.loads(marker.read_text())
-        if done.get("inputs_hash") == key:
+        try:
+            done = json.loads(marker.read_text())
+        except ValueError:
+            log.warning("stage %s: unreadable marker %s; running the stage again", name, marker)
+            done = {}
+        if isinstance(done, dict) and done.get("inputs_hash") == key and "result" in done:
             log.info("stage %s: reusing outputs", name)
             state.timings[name] = done["seconds"]
             return done["result"]
@@ -128,6 +140,27 @@ def run_stage(state: RunState, name: str, inputs: dict, fn: Callable[[Path], dic
     write_json(marker, {"inputs_hash": key, "seconds": seconds, "result": result})
     state.timings[name] = seconds
     return result
+
+
+@contextlib.contextmanager
+def folder_lock(lock_path: Path, what: Path):
+    """An exclusive lock on ``lock_path`` (released when the process dies); a one-line error
+    when another process holds it."""
+    import fcntl
+
+    f = open(lock_path, "a")  # noqa: SIM115 - kept open while the lock is held
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise HmmLangError(
+            f"another hmm-lang run is working in {what}; wait for it to finish "
+            "(or give another --out-dir)"
+        ) from None
+    try:
+        yield
+    finally:
+        f.close()  # releases the lock
 
 
 def _find_run(out_dir: Path, config: dict) -> Path | None:
@@ -150,8 +183,6 @@ def run_pipeline(
     seed: int = 0,
 ) -> Path:
     """Run every stage of the study; return the run folder (``records/<time>_run``)."""
-    from hmm_lang import stages
-
     prof = PROFILES[profile]
     config = {
         "data": data,
@@ -163,13 +194,23 @@ def run_pipeline(
         "tokenizers_dir": str(tokenizers_dir),
     }
     out_dir = Path(out_dir)
-    run_dir = None if force else _find_run(out_dir, config)
-    if run_dir is None:
-        run_dir = new_run_dir(out_dir, "run")
-        write_yaml(run_dir / "run.yaml", config)
-        write_environment(run_dir)
-    else:
-        log.info("resuming %s", run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir / ".hmm_lang_run.lock", out_dir):  # find-or-create, one at a time
+        run_dir = None if force else _find_run(out_dir, config)
+        if run_dir is None:
+            run_dir = new_run_dir(out_dir, "run")
+            write_yaml(run_dir / "run.yaml", config)
+            write_environment(run_dir)
+        else:
+            log.info("resuming %s", run_dir)
+    with folder_lock(run_dir / ".lock", run_dir):  # one `hmm-lang run` per run folder
+        _run(run_dir, data, valid, prof, tokenizers_dir, force, max_stories, seed)
+    return run_dir
+
+
+def _run(run_dir, data, valid, prof, tokenizers_dir, force, max_stories, seed) -> None:
+    from hmm_lang import stages
+
     corpus = load_corpus(
         data,
         valid,
@@ -185,4 +226,4 @@ def run_pipeline(
         stage(state)
     write_text(run_dir / "summary.md", stages.summary_markdown(state))
     stages.stage_report(state)
-    return run_dir
+    mark_complete(run_dir)

@@ -54,6 +54,16 @@ class TokenStream:
     def stories(self) -> list[np.ndarray]:
         return [self.story(i) for i in range(self.n_stories)]
 
+    def digest(self) -> str:
+        """A content hash of the tokens and story boundaries (what a model trained on)."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=12)
+        for a in (self.tokens, self.offsets):
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(f"{self.vocab_size}/{self.eos_id}".encode())
+        return h.hexdigest()
+
     def head(self, n_stories: int) -> TokenStream:
         """The first ``n_stories`` stories."""
         n = min(n_stories, self.n_stories)

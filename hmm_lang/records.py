@@ -10,9 +10,16 @@ from pathlib import Path
 
 from hmm_lang.atomic import write_json
 
+INCOMPLETE = ".incomplete"  # present until the run's work is done (see mark_complete)
+_created: list[Path] = []  # run folders this process made, for cleanup after an error
+
 
 def new_run_dir(out_dir: str | Path = "records", name: str | None = None) -> Path:
-    """Create and return a fresh run folder; a clash in the same second gets a ``-N`` suffix."""
+    """Create and return a fresh run folder; a clash in the same second gets a ``-N`` suffix.
+
+    The folder holds an ``.incomplete`` marker until :func:`mark_complete`: loaders skip
+    marked folders, and after an error or Ctrl-C the CLI removes the ones that hold nothing
+    worth keeping (:func:`discard_incomplete`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = time.strftime("%Y%m%d_%H%M%S") + (f"_{name}" if name else "")
@@ -20,10 +27,38 @@ def new_run_dir(out_dir: str | Path = "records", name: str | None = None) -> Pat
         path = out / (stem if i == 0 else f"{stem}-{i}")
         try:
             path.mkdir()
-            return path
         except FileExistsError:
             continue
+        (path / INCOMPLETE).touch()
+        _created.append(path)
+        return path
     raise RuntimeError(f"could not create a new run folder under {out}")
+
+
+def mark_complete(run_dir: str | Path) -> None:
+    """The run's outputs are all written: remove its ``.incomplete`` marker."""
+    (Path(run_dir) / INCOMPLETE).unlink(missing_ok=True)
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    return not (Path(run_dir) / INCOMPLETE).exists()
+
+
+def discard_incomplete() -> list[Path]:
+    """Remove the unfinished run folders this process created, except those holding work a
+    rerun resumes from (training checkpoints, finished pipeline stages); returns the removed."""
+    import shutil
+
+    removed = []
+    for path in _created:
+        if not path.exists() or is_complete(path):
+            continue
+        if any(path.glob("checkpoints/*.pt")) or any(path.glob("stages/*.json")):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    _created.clear()
+    return removed
 
 
 def environment() -> dict:

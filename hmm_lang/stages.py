@@ -53,7 +53,11 @@ def stage_token_stats(state: RunState) -> None:
             "figures": _save_figs({"rank_frequency": fig}, stage_dir, html=False),
         }
 
-    inputs = {"data": state.corpus.valid.fingerprint(), "vocab": state.profile.vocab_sizes}
+    inputs = {
+        "data": state.corpus.valid.fingerprint(),
+        "vocab": state.profile.vocab_sizes,
+        "tokenizers": state.keys["tokenizers"],
+    }
     run_stage(state, "token_stats", inputs, fn)
 
 
@@ -98,7 +102,13 @@ def stage_transformer(state: RunState) -> None:
         last = [m for m in metrics if "valid_bits_per_byte" in m][-1]
         return {"run": str(run_dir), "valid_bits_per_byte": last["valid_bits_per_byte"]}
 
-    state.transformer_run = run_stage(state, "transformer", cfg.to_dict(), fn)["run"]
+    # content, not paths: the corpus split and the tokenizers trained on it
+    inputs = {
+        "config": cfg.to_dict(),
+        "data": state.corpus.fingerprint(),
+        "tokenizers": state.keys["tokenizers"],
+    }
+    state.transformer_run = run_stage(state, "transformer", inputs, fn)["run"]
 
 
 def stage_analysis(state: RunState) -> None:
@@ -146,7 +156,7 @@ def stage_analysis(state: RunState) -> None:
     run_stage(
         state,
         "analysis",
-        {"run": state.transformer_run, "p": [p.analysis_tokens, p.pca_tokens]},
+        {"transformer": state.keys["transformer"], "p": [p.analysis_tokens, p.pca_tokens]},
         fn,
     )
 
@@ -178,7 +188,9 @@ def stage_ladder(state: RunState) -> None:
 
     inputs = {
         "data": state.corpus.fingerprint(),
-        "cfg": json.loads(json.dumps(cfg.__dict__, default=list)),
+        "tokenizers": state.keys["tokenizers"],
+        "transformer": state.keys["transformer"],
+        "cfg": json.loads(json.dumps({**cfg.__dict__, "transformer_runs": []}, default=list)),
     }
     state.results = run_stage(state, "ladder", inputs, fn)["rows"]
 
@@ -207,7 +219,10 @@ def stage_beliefs(state: RunState) -> None:
     run_stage(
         state,
         "beliefs",
-        {"run": state.transformer_run, "p": [p.belief_states, p.hmm_max_iters, p.belief_tokens]},
+        {
+            "transformer": state.keys["transformer"],
+            "p": [p.belief_states, p.hmm_max_iters, p.belief_tokens],
+        },
         fn,
     )
 

@@ -91,7 +91,7 @@ def train_tokenizer(
     check_vocab_size(vocab_size)
     spec = TokenizerSpec(vocab_size, source.fingerprint(), min_frequency)
     cdir, hdir = custom_dir(out_dir, vocab_size), hf_dir(out_dir, vocab_size)
-    if not force and _read_spec(cdir) == spec and (hdir / "tokenizer.json").exists():
+    if not force and _read_spec(cdir) == spec and _read_spec(hdir) == spec:
         log.info("reusing %s (same data and settings)", cdir)
         return hdir
 
@@ -120,8 +120,10 @@ def train_tokenizer(
             f"min_frequency={min_frequency}, fewer than vocab size {vocab_size}; use more stories "
             "or a smaller vocab size"
         )
-    # The HF folder first, the custom folder (holding the spec) last: the spec's presence
-    # means both are complete.
+    # Each folder is replaced atomically and holds the spec it was trained from; a pair is
+    # reused only when both specs match, so a kill between the two replacements (new HF
+    # folder beside old custom folder) retrains instead of mixing two tokenizers.
+    meta = asdict(spec) | {"n_stories": n_stories, "source": source.name}
     with atomic_dir(hdir) as tmp:
         hf = PreTrainedTokenizerFast(
             tokenizer_object=tok._tokenizer,
@@ -131,10 +133,10 @@ def train_tokenizer(
             pad_token=PAD,
         )
         hf.save_pretrained(str(tmp))
+        write_json(tmp / META_FILE, meta)
     with atomic_dir(cdir) as tmp:
         tok.save(str(tmp / "tokenizer.json"))
         tok.save_model(str(tmp))
-        meta = asdict(spec) | {"n_stories": n_stories, "source": source.name}
         write_json(tmp / META_FILE, meta)
     log.info("trained %s on %d stories", cdir, n_stories)
     return hdir

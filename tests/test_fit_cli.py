@@ -9,7 +9,8 @@ import yaml
 from hmm_lang.cli import main
 from hmm_lang.hmm import CategoricalHMM
 from hmm_lang.hmm.cloned import ClonedHMM
-from hmm_lang.hmm.fit import HMMFitConfig, fit_cloned, fit_dense
+from hmm_lang.hmm.fit import HMMFitConfig, fit_dense
+from hmm_lang.hmm.fit_cloned import fit_cloned
 from hmm_lang.ngram import fit_and_score
 from hmm_lang.pretokenize import pretokenize
 from hmm_lang.tokenizer import hf_dir
@@ -74,3 +75,67 @@ def test_vocab_mismatch(streams, tokenizers_dir, corpus):
     other = pretokenize(corpus.valid, hf_dir(tokenizers_dir, 2048)).head(10)
     with pytest.raises(HmmLangError, match="vocab size"):
         fit_dense(train, other, HMMFitConfig(states=4, max_iters=1))
+
+
+def test_fit_hmm_blocked_with_a_config_file(tmp_path, tokenizers_dir):
+    tok = str(hf_dir(tokenizers_dir, 1024))
+    conf = tmp_path / "best.yaml"
+    conf.write_text("blocked: true\nstates: 64\nclusters: 16\nmax_iters: 2\nclustering: context\n")
+    out = tmp_path / "runs"
+    common = ["--max-stories", "300", "--tokenizer", tok, "--out-dir", str(out)]
+    # flags override the file: 32 states in 16 clusters
+    assert main(["fit-hmm", *common, "--config", str(conf), "--states", "32"]) == 0
+    (run,) = out.iterdir()
+    assert run.name.endswith("bhmm32x16") and not (run / ".incomplete").exists()
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["n_states"] == 32 and m["choices"]["clustering"] == "context"
+    for key in ("bits_per_byte", "n_parameters", "seconds", "stop_reason"):
+        assert key in m
+    from hmm_lang.hmm.blocked import BlockedHMM
+
+    assert BlockedHMM.load(run / "model.pt")[0].block_size == 2
+    conf.write_text("blocked: true\ncolour: red\n")
+    assert main(["fit-hmm", *common, "--config", str(conf)]) == 2
+    assert len(list(out.iterdir())) == 1
+
+
+def test_interrupt_and_late_errors_leave_no_run_folder(
+    tmp_path, tokenizers_dir, capsys, monkeypatch
+):
+    import hmm_lang.hmm.fit as fit_mod
+    from hmm_lang.errors import HmmLangError
+
+    tok = str(hf_dir(tokenizers_dir, 1024))
+    common = ["--max-stories", "300", "--tokenizer", tok, "--out-dir", str(tmp_path / "o")]
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_mod, "fit_hmm", interrupted)
+    assert main(["fit-hmm", *common, "--states", "4"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: interrupted") and "Traceback" not in "\n".join(err)
+
+    def fails(*a, **k):
+        raise HmmLangError("late failure")
+
+    monkeypatch.setattr(fit_mod, "fit_hmm", fails)
+    assert main(["fit-hmm", *common, "--states", "4"]) == 2
+    assert list((tmp_path / "o").iterdir()) == []
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.undo()
+    assert main(["fit-hmm", *common[:-1], str(blocker / "sub"), "--states", "4"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_one_run_per_folder_lock(tmp_path):
+    from hmm_lang.errors import HmmLangError
+    from hmm_lang.pipeline import folder_lock
+
+    with folder_lock(tmp_path / ".lock", tmp_path):
+        with pytest.raises(HmmLangError, match="another hmm-lang run is working"):
+            with folder_lock(tmp_path / ".lock", tmp_path):
+                pass
+    with folder_lock(tmp_path / ".lock", tmp_path):  # released
+        pass

@@ -130,3 +130,23 @@ def test_report_renders_offline_in_headless_chromium(reference, tmp_path):
     for part in figures:
         name, classes = re.match(r'<div id="(fig-[^"]+)" class="([^"]*)"', part).groups()
         assert "js-plotly-plot" in classes and "main-svg" in part, f"{name} was not drawn"
+
+
+def test_changed_corpus_reruns_every_stage_that_reads_it(tmp_path):
+    """Stage keys cover content: the same --data path with other stories reuses nothing
+    downstream of the corpus (the transformer, analysis, ladder and beliefs all rerun)."""
+    from hmm_lang.synthetic import generate_stories
+
+    data = tmp_path / "stories.txt"
+    stories = list(generate_stories(2500, seed=0))
+    data.write_text("".join(s + "\n<|endoftext|>\n" for s in stories))
+    cmd = [*RUN, "--data", str(data)]
+    first = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    data.write_text("".join(s.replace(" the ", " a ") + "\n<|endoftext|>\n" for s in stories))
+    second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "reusing outputs" not in second.stderr
+    for stage in ("tokenizers", "transformer", "analysis", "ladder", "beliefs"):
+        assert f"stage {stage}: running" in second.stderr
+    assert len(list((tmp_path / "records").glob("*_run"))) == 1

@@ -38,15 +38,17 @@ def data():
     [
         HMMFitConfig(states=5, max_iters=40, tol=1e-5, patience=2, restarts=2),
         HMMFitConfig(cloned=True, clones=2, max_iters=15, tol=1e-5, allocation="auto"),
+        HMMFitConfig(blocked=True, states=6, clusters=3, max_iters=15, clustering="auto"),
+        HMMFitConfig(blocked=True, states=6, clusters=3, train="grad", embed_dim=8, max_iters=6),
     ],
-    ids=["dense", "cloned"],
+    ids=["dense", "cloned", "blocked-em", "blocked-grad"],
 )
 def test_parameters_do_not_depend_on_the_validation_split(data, cfg):
     train, good, bad = data
     a = fit_hmm(train, good, cfg, progress=False)
     b = fit_hmm(train, bad, cfg, progress=False)
     c = fit_hmm(train, None, cfg, progress=False)
-    if cfg.cloned:
+    if cfg.cloned or cfg.blocked:
         tensors = lambda r: (r.model.blocks, r.model.start)  # noqa: E731
         assert a.model.escape == b.model.escape == c.model.escape
     else:

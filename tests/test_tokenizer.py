@@ -72,6 +72,61 @@ def test_identical_tokenizer_is_reused_unless_forced(tmp_path):
     )
 
 
+def test_a_kill_between_the_two_folders_never_mixes_tokenizers(tmp_path, monkeypatch):
+    """New HF folder beside the old custom folder (a kill between the two replacements): the
+    pair is not reused for either corpus; the next call retrains a matching pair."""
+    import hmm_lang.tokenizer as tk
+
+    a = load_corpus("default", synthetic_stories=300).train
+    b = load_corpus("default", synthetic_stories=300, seed=1).train
+    train_tokenizer(a, 512, tmp_path)
+    real = tk.atomic_dir
+    calls = []
+
+    def dies_on_the_second(path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill would, before the custom folder is replaced
+        return real(path)
+
+    monkeypatch.setattr(tk, "atomic_dir", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        train_tokenizer(b, 512, tmp_path)
+    monkeypatch.setattr(tk, "atomic_dir", real)
+    spec = lambda d: json.loads((d / "hmm_lang.json").read_text())["data_fingerprint"]  # noqa: E731
+    assert spec(hf_dir(tmp_path, 512)) == b.fingerprint()  # the mixed state
+    assert spec(custom_dir(tmp_path, 512)) == a.fingerprint()
+    path = custom_dir(tmp_path, 512) / "tokenizer.json"
+    mtime = os.stat(path).st_mtime_ns
+    train_tokenizer(a, 512, tmp_path)  # not reused: retrained as a pair
+    assert os.stat(path).st_mtime_ns != mtime
+    assert spec(hf_dir(tmp_path, 512)) == spec(custom_dir(tmp_path, 512)) == a.fingerprint()
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "rename-aside"])
+def test_atomic_dir_keeps_the_old_folder_until_the_new_one_is_complete(
+    tmp_path, monkeypatch, exchange
+):
+    import hmm_lang.atomic
+    from hmm_lang.atomic import atomic_dir
+
+    if not exchange:
+        monkeypatch.setattr(hmm_lang.atomic, "_exchange", lambda a, b: False)
+
+    target = tmp_path / "art"
+    with atomic_dir(target) as tmp:
+        (tmp / "x").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "x").write_text("half")
+        raise RuntimeError("killed")
+    assert (target / "x").read_text() == "old"
+    with atomic_dir(target) as tmp:
+        (tmp / "x").write_text("new")
+    assert (target / "x").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
+
+
 def test_vocab_below_minimum(tmp_path):
     src = load_corpus("default", synthetic_stories=10).train
     with pytest.raises(HmmLangError, match="below 260"):

@@ -102,6 +102,30 @@ def test_resume_equals_uninterrupted(tmp_path, tokenizers_dir):
     assert steps == sorted(steps) and len(steps) == len(set((s, i) for i, s in enumerate(steps)))
 
 
+def test_resume_refuses_a_changed_corpus_or_config(tmp_path, tokenizers_dir):
+    from hmm_lang.synthetic import generate_stories
+
+    data = tmp_path / "stories.txt"
+    stories = list(generate_stories(300, seed=0))
+    data.write_text("".join(s + "\n<|endoftext|>\n" for s in stories))
+    cfg = apply_overrides(tiny_cfg(tokenizers_dir), [f"data.data={data}"])
+    part = train(cfg, tmp_path / "r", stop_after=10, progress=False)
+    assert set(json.loads((part / "inputs.json").read_text())) == {
+        "train_tokens",
+        "valid_tokens",
+        "tokenizer",
+    }
+    data.write_text("".join(s + "\n<|endoftext|>\n" for s in generate_stories(300, seed=1)))
+    with pytest.raises(HmmLangError, match="training stories, validation stories changed"):
+        train(resume=part, progress=False)
+    data.write_text("".join(s + "\n<|endoftext|>\n" for s in stories))
+    edited = yaml.safe_load((part / "config.yaml").read_text())
+    edited["train"]["lr"] = 0.5
+    (part / "config.yaml").write_text(yaml.safe_dump(edited))
+    with pytest.raises(HmmLangError, match=r"config.yaml was edited .*train.lr"):
+        train(resume=part, progress=False)
+
+
 def test_bad_inputs(tmp_path, tokenizers_dir):
     part = train(tiny_cfg(tokenizers_dir), tmp_path / "r", stop_after=10, progress=False)
     ck = part / "checkpoints" / "step_0000010.pt"

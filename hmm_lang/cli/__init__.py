@@ -51,7 +51,7 @@ def cmd_tokenizers(args) -> None:
 
 
 def cmd_stats(args) -> None:
-    from hmm_lang.records import new_run_dir
+    from hmm_lang.records import mark_complete, new_run_dir
     from hmm_lang.stats import collect_token_stats, save_token_stats, stats_table
     from hmm_lang.tokenizer import train_tokenizers
 
@@ -62,6 +62,7 @@ def cmd_stats(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for path in save_token_stats(stats, out):
         print(f"wrote {path}")
+    mark_complete(out)
     for row in stats_table(stats):
         print(row)
 
@@ -150,9 +151,47 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    from hmm_lang.records import discard_incomplete
+
     try:
         args.func(args)
     except HmmLangError as e:
+        _discarded(discard_incomplete())
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        removed = discard_incomplete()
+        _discarded(removed)
+        print(
+            "error: interrupted (Ctrl-C); finished outputs are kept, rerun to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except OSError as e:
+        if args.verbose:
+            raise
+        _discarded(discard_incomplete())
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _discarded(paths) -> None:
+    for p in paths:
+        logging.getLogger("hmm_lang").info("removed the unfinished run folder %s", p)
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for a failed read or write, naming the path and what to do."""
+    import errno
+
+    where = e.filename or "a file"
+    if e.errno == errno.ENOSPC:
+        return (
+            f"no space left on the device writing {where}; free space or choose another --out-dir"
+        )
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where} ({e.strerror}); choose a writable location or fix its permissions"
+    if e.errno == errno.ENOTDIR:
+        return f"{where}: a file stands where a folder is needed; choose another path"
+    return f"{where}: {e.strerror or e}"

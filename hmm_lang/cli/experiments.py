@@ -19,6 +19,9 @@ def cmd_ladder(args) -> None:
         patience=args.patience,
         cloned_clones=tuple(args.clones),
         cloned_allocation=args.allocation,
+        blocked_states=tuple(args.blocked_states),
+        blocked_clusters=args.blocked_clusters,
+        blocked_config=args.blocked_config,
         n_boot=args.n_boot,
         max_train_stories=args.max_train_stories,
         transformer_runs=list(args.runs),
@@ -71,8 +74,13 @@ def register(sub) -> None:
     _add_data_args(q)
     q.add_argument("--vocab-sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     q.add_argument("--orders", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    q.add_argument("--states", type=int, nargs="+", default=[16, 64, 256, 1024])
-    q.add_argument("--clones", type=int, nargs="+", default=[1, 4, 16])
+    q.add_argument("--states", type=int, nargs="*", default=[16, 64, 256, 1024])
+    q.add_argument("--clones", type=int, nargs="*", default=[1, 4, 16])
+    q.add_argument("--blocked-states", type=int, nargs="*", default=[], help="K of blocked HMMs")
+    q.add_argument("--blocked-clusters", type=int, default=512, help="M of blocked HMMs")
+    q.add_argument(
+        "--blocked-config", default=None, help="YAML of blocked fit settings (hmm_best.yaml)"
+    )
     q.add_argument("--max-iters", "--iters", dest="max_iters", type=int, default=300)
     q.add_argument("--tol", type=float, default=1e-4, help="dev gain (nats/token) that counts")
     q.add_argument("--patience", type=int, default=3)

@@ -33,10 +33,12 @@ def _record(args, name: str, config: dict):
 def cmd_fit_hmm(args) -> None:
     from hmm_lang.atomic import write_json
     from hmm_lang.hmm.distributed import init_from_env, is_main_process
-    from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
+    from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm, fit_settings
+    from hmm_lang.records import mark_complete
 
     names = {f.name for f in fields(HMMFitConfig)}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    given = fit_settings(args.config) if args.config else {}
+    given |= {k: v for k, v in vars(args).items() if k in names and v is not None}
     cfg = HMMFitConfig(**given)
     cfg.validate()
     init_from_env()  # under torchrun: data-parallel EM, one shard of the stories per process
@@ -47,6 +49,7 @@ def cmd_fit_hmm(args) -> None:
         check_run_split(cfg.run, _corpus(args))  # its training stories must not be our valid
     train, valid = _streams(args)
     name = f"chmm{cfg.clones}" if cfg.cloned else f"hmm{cfg.states}"
+    name = f"bhmm{cfg.states}x{cfg.clusters}" if cfg.blocked else name
     if not is_main_process():
         fit_hmm(train, valid, cfg)
         return
@@ -54,6 +57,7 @@ def cmd_fit_hmm(args) -> None:
     result = fit_hmm(train, valid, cfg)
     result.model.save(run_dir / "model.pt", vars(cfg))
     write_json(run_dir / "metrics.json", result.metrics())
+    mark_complete(run_dir)
     m = result.metrics()
     print(
         f"{name}: {m['bits_per_byte']:.4f} bits/byte ({m['scored_on']}), dev "
@@ -65,6 +69,7 @@ def cmd_fit_hmm(args) -> None:
 def cmd_ngram(args) -> None:
     from hmm_lang.atomic import write_json
     from hmm_lang.ngram import fit_and_score
+    from hmm_lang.records import mark_complete
     from hmm_lang.tokenizer import BOS, load_tokenizer
 
     train, valid = _streams(args)
@@ -77,6 +82,7 @@ def cmd_ngram(args) -> None:
         model.save(run_dir / "model.npz")
     metrics = sc.as_dict() | {"seconds": seconds, "n_parameters": model.n_parameters}
     write_json(run_dir / "metrics.json", metrics)
+    mark_complete(run_dir)
     print(f"order {args.order}: {sc.bits_per_byte:.4f} bits/byte -> {run_dir}")
 
 
@@ -89,11 +95,33 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register_fit_hmm(sub) -> None:
-    p = sub.add_parser("fit-hmm", help="fit a dense or cloned HMM and score it in bits per byte")
+    p = sub.add_parser(
+        "fit-hmm", help="fit a dense, cloned or blocked HMM and score it in bits per byte"
+    )
     _common(p)
-    p.add_argument("--states", type=int, default=64, help="K (dense HMM)")
-    p.add_argument("--cloned", action="store_true", help="fit a cloned HMM (Dedieu et al. 2019)")
-    p.add_argument("--clones", type=int, default=16, help="clones per token (cloned HMM)")
+    p.add_argument(
+        "--config", default=None, help="YAML of fit settings (configs/hmm_best.yaml); flags win"
+    )
+    p.add_argument("--states", type=int, default=None, help="K, dense or blocked (default 64)")
+    p.add_argument(
+        "--cloned", action="store_true", default=None, help="cloned HMM (Dedieu et al. 2019)"
+    )
+    p.add_argument("--clones", type=int, default=None, help="clones per token (default 16)")
+    p.add_argument(
+        "--blocked",
+        action="store_true",
+        default=None,
+        help="blocked-emission HMM (Chiu & Rush 2020): --states split over --clusters",
+    )
+    p.add_argument("--clusters", type=int, default=None, help="token clusters M (default 128)")
+    p.add_argument("--clustering", choices=["exchange", "context", "auto"], default=None)
+    p.add_argument(
+        "--train", choices=["em", "grad"], default=None, help="blocked: EM or AdamW (compact)"
+    )
+    p.add_argument("--lr", type=float, default=None, help="blocked grad: AdamW lr (0.01)")
+    p.add_argument("--state-dropout", type=float, default=None, help="blocked grad (0.5)")
+    p.add_argument("--embed-dim", type=int, default=None, help="blocked grad (128)")
+    p.add_argument("--escape", type=float, default=None, help="cloned/blocked escape during EM")
     p.add_argument("--allocation", choices=["uniform", "frequency", "auto"], default=None)
     p.add_argument(
         "--escape-model", choices=["kn-bigram", "unigram"], default=None, help="cloned HMM"
@@ -117,7 +145,10 @@ def register_fit_hmm(sub) -> None:
     p.add_argument("--dev-fraction", type=float, default=None, help="training stories for dev")
     p.add_argument("--dev-seed", type=int, default=None)
     p.add_argument(
-        "--online", action="store_true", help="stepwise online EM (--max-iters = epochs)"
+        "--online",
+        action="store_true",
+        default=None,
+        help="stepwise online EM (--max-iters = epochs)",
     )
     p.add_argument("--minibatch-stories", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda")

@@ -227,7 +227,7 @@ def run_beliefs(
     from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
     from hmm_lang.plots.embeddings import coarse_grained_figure
     from hmm_lang.plots.export import save_figure
-    from hmm_lang.records import new_run_dir, write_environment
+    from hmm_lang.records import mark_complete, new_run_dir, write_environment
     from hmm_lang.runs import load_run, run_streams, token_counts
     from hmm_lang.stats import write_csv
     from hmm_lang.tokenizer import BOS
@@ -282,4 +282,5 @@ def run_beliefs(
     )
     for name, fig in figs.items():
         save_figure(fig, out, name, png=False)
+    mark_complete(out)
     return out, rows, kl, figs

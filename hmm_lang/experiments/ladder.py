@@ -51,6 +51,9 @@ class LadderConfig:
     patience: int = 3
     cloned_clones: tuple[int, ...] = (1, 4, 16)
     cloned_allocation: str = "auto"  # uniform and frequency, the better on dev
+    blocked_states: tuple[int, ...] = ()  # blocked HMMs: K = blocked_clusters x block size
+    blocked_clusters: int = 512
+    blocked_config: str | None = None  # YAML of HMMFitConfig settings for blocked fits
     max_train_stories: int | None = None  # HMM training stories (None: all)
     transformer_runs: list[str] = field(default_factory=list)
     n_boot: int = 1000
@@ -118,7 +121,24 @@ def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> list[Entry]:
         res = fit_hmm(train, valid, hc)
         n = res.model.n_states
         out.append(_fit_entry("cloned HMM", f"cloned HMM {n} states", v, n, [res], [0]))
+    extra = _blocked_settings(cfg.blocked_config)
+    for k in cfg.blocked_states:
+        m = min(cfg.blocked_clusters, k)
+        hb = HMMFitConfig(**(common | extra | {"blocked": True, "states": k, "clusters": m}))
+        res = fit_hmm(train, valid, hb)
+        name = f"blocked HMM {k} states ({m} clusters, {res.choices.get('train', 'em')})"
+        out.append(_fit_entry("blocked HMM", name, v, k, [res], [0]))
     return out
+
+
+def _blocked_settings(path: str | None) -> dict:
+    """HMMFitConfig settings from a YAML file, less the ones the ladder sets itself."""
+    if path is None:
+        return {}
+    from hmm_lang.hmm.fit import fit_settings
+
+    d = fit_settings(path)
+    return {k: v for k, v in d.items() if k not in ("states", "clusters", "blocked", "cloned")}
 
 
 def _fit_entry(family, name, v, states, fits, seeds) -> Entry:
@@ -272,7 +292,7 @@ def run_ladder(
     from hmm_lang.atomic import write_text, write_yaml
     from hmm_lang.plots.export import save_figure
     from hmm_lang.plots.ladder import curves_figure, ladder_figure, seconds_figure
-    from hmm_lang.records import new_run_dir, write_environment
+    from hmm_lang.records import mark_complete, new_run_dir, write_environment
     from hmm_lang.stats import write_csv
     from hmm_lang.tokenizer import train_tokenizers
 
@@ -291,4 +311,5 @@ def run_ladder(
     save_figure(seconds_figure(rows), run_dir, "ladder_seconds", png=False)
     if curves:
         save_figure(curves_figure(curves), run_dir, "ladder_curves", png=False)
+    mark_complete(run_dir)
     return run_dir, rows

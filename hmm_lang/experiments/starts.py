@@ -124,7 +124,7 @@ def run_starts(corpus, tokenizer_dir, cfg: StartsConfig, out_dir) -> tuple[Path,
     from hmm_lang.atomic import write_text, write_yaml
     from hmm_lang.plots.export import save_figure
     from hmm_lang.pretokenize import pretokenize
-    from hmm_lang.records import new_run_dir, write_environment
+    from hmm_lang.records import mark_complete, new_run_dir, write_environment
     from hmm_lang.stats import write_csv
 
     if "lvd" in cfg.inits and cfg.run is not None:
@@ -151,4 +151,5 @@ def run_starts(corpus, tokenizer_dir, cfg: StartsConfig, out_dir) -> tuple[Path,
         )
     write_text(run_dir / "summary.md", "\n".join(lines) + "\n")
     save_figure(start_curves_figure(curves), run_dir, "starts", png=False)
+    mark_complete(run_dir)
     return run_dir, summary

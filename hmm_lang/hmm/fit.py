@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
 from hmm_lang.devsplit import DEV_FRACTION, dev_mask
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.batching import check_sequences, pack_lanes
-from hmm_lang.hmm.cloned import ESCAPE_MODELS, ClonedHMM, allocate_clones, init_cloned_hmm
+from hmm_lang.hmm.blocked import BlockedHMM
+from hmm_lang.hmm.cloned import ESCAPE_MODELS, ClonedHMM
 from hmm_lang.hmm.distributed import all_reduce_stats, rank_and_world, shard
-from hmm_lang.hmm.em import EMResult, fit_em, m_step, run_em
+from hmm_lang.hmm.em import EMResult, fit_em, m_step
 from hmm_lang.hmm.inference import log_likelihood
 from hmm_lang.hmm.init import INITS, initial_hmm
 from hmm_lang.hmm.model import CategoricalHMM
@@ -43,8 +45,15 @@ ALLOCATIONS = ("uniform", "frequency", "auto")
 class HMMFitConfig:
     """Settings of one HMM fit; stored as the run's ``config.yaml``."""
 
-    states: int = 64  # dense: K (cloned HMMs have V x clones states, whatever the allocation)
+    states: int = 64  # dense and blocked: K (cloned HMMs have V x clones states)
     cloned: bool = False
+    blocked: bool = False  # blocked emissions (Chiu & Rush 2020): K / clusters states per cluster
+    clusters: int = 128  # blocked: token clusters M
+    clustering: str = "exchange"  # blocked: exchange | context | auto (the better on dev)
+    train: str = "em"  # blocked: em | grad (AdamW through a compact parameterisation)
+    lr: float = 0.01  # blocked grad: AdamW learning rate
+    state_dropout: float = 0.5  # blocked grad: share of each cluster's states dropped per step
+    embed_dim: int = 128  # blocked grad: state and token embedding width
     clones: int = 16  # cloned: clones per token (frequency allocation: at most 2x this)
     allocation: str = "uniform"  # cloned: uniform | frequency | auto (the better on dev)
     escape: float = 0.01  # cloned: escape mass during EM (tuned on dev after)
@@ -93,16 +102,61 @@ class HMMFitConfig:
             raise HmmLangError(f"--escape must be in [0, 1), got {self.escape}")
         if self.cloned and self.smoothing <= 0:
             raise HmmLangError("a cloned HMM needs --smoothing > 0 (a clone row with no counts)")
+        if self.blocked:
+            self._validate_blocked()
         if not 0.0 < self.dev_fraction < 1.0:
             raise HmmLangError(f"--dev-fraction must be in (0, 1), got {self.dev_fraction}")
         if self.max_train_stories is not None and self.max_train_stories < 2:
             raise HmmLangError("--max-train-stories must be at least 2 (one goes to dev)")
         return self
 
+    def _validate_blocked(self) -> None:
+        from hmm_lang.hmm.clusters import CLUSTERINGS
+
+        if self.cloned:
+            raise HmmLangError("choose one of --cloned and --blocked")
+        if self.clusters < 1 or self.states % self.clusters or self.states < self.clusters:
+            raise HmmLangError(
+                f"--states ({self.states}) must be a multiple of --clusters ({self.clusters})"
+            )
+        if self.clustering not in (*CLUSTERINGS, "auto"):
+            raise HmmLangError(
+                f"unknown clustering {self.clustering!r}; choose {', '.join(CLUSTERINGS)} or auto"
+            )
+        if self.train not in ("em", "grad"):
+            raise HmmLangError(f"unknown --train {self.train!r}; choose em or grad")
+        if not (self.lr > 0 and 0 <= self.state_dropout < 1 and self.embed_dim >= 1):
+            raise HmmLangError("--lr must be > 0, --state-dropout in [0, 1), --embed-dim >= 1")
+        if self.smoothing <= 0:
+            raise HmmLangError("a blocked HMM needs --smoothing > 0 (a state with no counts)")
+
+
+def fit_settings(path: str | Path) -> dict:
+    """:class:`HMMFitConfig` fields from a YAML file (``configs/hmm_best.yaml``); one-line
+    errors for a missing file, bad YAML or unknown keys."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise HmmLangError(f"no HMM config file at {path}; give a YAML file of fit-hmm settings")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise HmmLangError(f"{path} is not valid YAML ({type(e).__name__}); fix the file") from None
+    names = {f.name for f in fields(HMMFitConfig)}
+    if not isinstance(d, dict):
+        raise HmmLangError(f"{path} must hold a mapping of fit-hmm settings")
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise HmmLangError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    return d
+
 
 @dataclass
 class FitResult:
-    model: CategoricalHMM | ClonedHMM
+    model: CategoricalHMM | ClonedHMM | BlockedHMM
     history: list[dict]  # the kept run's curve: train and dev nats per iteration
     dev_score: Score
     valid_score: Score | None  # None when no validation stream was given
@@ -176,10 +230,10 @@ def _score_valid(model, valid: TokenStream | None, bt: int, lane: int):
         return None, None
     per_story = np.zeros(valid.n_stories)
     batches = pack_lanes(valid.stories(), bt, lane)
-    if isinstance(model, ClonedHMM):
-        ll, _ = model.log_likelihood(batches, per_story=per_story)
-    else:
+    if isinstance(model, CategoricalHMM):
         ll, _ = log_likelihood(model, batches, per_story=per_story)
+    else:
+        ll, _ = model.log_likelihood(batches, per_story=per_story)
     return score(ll, valid.n_tokens, valid.n_bytes), -per_story
 
 
@@ -266,104 +320,26 @@ def fit_dense(
     )
 
 
-def _cloned_em(fit_seqs, dev_seqs, v, clones, cfg: HMMFitConfig, eos_id, progress):
-    """One cloned-HMM fit at one allocation: EM to dev convergence, then the pseudocount and
-    the escape mass chosen together on dev."""
-    model = init_cloned_hmm(
-        fit_seqs,
-        v,
-        clones,
-        escape=cfg.escape,
-        seed=cfg.seed,
-        escape_model=cfg.escape_model,
-        eos_id=eos_id,
-    )
-    lane = lane_len_for(cfg, fit_seqs)
-    # cloned steps hold (N, n, n) blocks: size the batch as for n^2 dense states
-    bt = batch_tokens_for(cfg, model.max_clones**2, lane)
-    batches = pack_lanes(fit_seqs, bt, lane)
-    dev_b = pack_lanes(dev_seqs, bt, lane)
-
-    def e_step(m: ClonedHMM):
-        stats = m.expected_counts(batches[0])
-        for b in batches[1:]:
-            stats.add_(m.expected_counts(b))
-        return stats
-
-    res = run_em(
-        model,
-        e_step,
-        lambda s: model.m_step(s, cfg.smoothing),
-        lambda m: m.log_likelihood(dev_b),
-        lambda m: m.log_prior(cfg.smoothing),
-        max_iter=cfg.max_iters,
-        tol=cfg.tol,
-        patience=cfg.patience,
-        desc=f"cloned EM S={model.n_states}",
-        progress=progress,
-    )
-    best = res.hmm
-    smoothings = [cfg.smoothing]
-    if res.stats is not None and cfg.tune_smoothing:
-        smoothings = sorted(set(SMOOTHING_GRID) | {cfg.smoothing})
-    tried = []
-    for c in smoothings:
-        cand = best if res.stats is None else model.m_step(res.stats, c)
-        for eps in sorted(set(ESCAPE_GRID) | {cfg.escape}):
-            cand.escape = eps
-            tried.append((cand.log_likelihood(dev_b)[0], c, eps, cand))
-    ll, c, eps, chosen = max(tried, key=lambda t: t[0])
-    chosen.escape = eps
-    log.info("cloned HMM: pseudocount %g, escape %g chosen on dev", c, eps)
-    if res.stats is None:
-        c = None  # the start itself was kept: no pseudocount was used
-    return ll, chosen, res, {"smoothing": c, "escape": eps}, bt, lane
-
-
-def fit_cloned(
-    train: TokenStream, valid: TokenStream | None, cfg: HMMFitConfig, progress: bool = True
-) -> FitResult:
-    """Cloned HMM: EM to dev convergence; pseudocount, escape mass and (with allocation auto)
-    uniform or frequency allocation chosen on dev."""
-    t0 = time.perf_counter()
-    fit_seqs, dev_seqs, dev_bytes = _sequences(train, valid, cfg)
-    v = train.vocab_size
-    allocations = ("uniform", "frequency") if cfg.allocation == "auto" else (cfg.allocation,)
-    best = None
-    for alloc in allocations:
-        if alloc == "frequency":
-            # as many states as the uniform allocation, up to 2x the clones for frequent tokens
-            counts = np.bincount(np.concatenate(fit_seqs), minlength=v)
-            clones = allocate_clones(counts, v * cfg.clones, 2 * cfg.clones)
-        else:
-            clones = cfg.clones
-        out = _cloned_em(fit_seqs, dev_seqs, v, clones, cfg, train.eos_id, progress)
-        log.info("allocation %s: dev %.4f nats/token", alloc, -out[0] / sum(map(len, dev_seqs)))
-        if best is None or out[0] > best[1][0]:
-            best = (alloc, out)
-    alloc, (ll, model, res, choices, bt, lane) = best
-    valid_score, story_nats = _score_valid(model, valid, bt, lane)
-    return FitResult(
-        model,
-        res.monitor.as_dicts(),
-        score(ll, sum(map(len, dev_seqs)), dev_bytes),
-        valid_score,
-        time.perf_counter() - t0,
-        sum(len(s) for s in fit_seqs),
-        res.stop_reason,
-        res.iterations,
-        res.best_iteration,
-        choices | {"allocation": alloc, "escape_model": cfg.escape_model},
-        story_nats,
-    )
-
-
 def fit_hmm(
     train: TokenStream,
     valid: TokenStream | None = None,
     cfg: HMMFitConfig | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Fit a dense or cloned HMM (``cfg.cloned``) to ``train``; score ``valid`` once at the end."""
+    """Fit a dense, cloned (``cfg.cloned``) or blocked (``cfg.blocked``) HMM to ``train``;
+    score ``valid`` once at the end."""
     cfg = cfg or HMMFitConfig()
-    return (fit_cloned if cfg.cloned else fit_dense)(train, valid, cfg, progress)
+    if cfg.blocked:
+        from hmm_lang.hmm.fit_blocked import fit_blocked
+
+        cfg.validate()
+        if cfg.clusters > train.vocab_size:
+            raise HmmLangError(
+                f"--clusters {cfg.clusters} exceeds the vocab size {train.vocab_size}"
+            )
+        return fit_blocked(train, valid, cfg, progress)
+    if cfg.cloned:
+        from hmm_lang.hmm.fit_cloned import fit_cloned
+
+        return fit_cloned(train, valid, cfg, progress)
+    return fit_dense(train, valid, cfg, progress)

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from hmm_lang.atomic import atomic_path, write_yaml
+from hmm_lang.atomic import atomic_path, write_json, write_yaml
 from hmm_lang.config import RunConfig, load_config
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.distributed import init_from_env, rank_and_world
-from hmm_lang.records import new_run_dir, write_environment
+from hmm_lang.records import mark_complete, new_run_dir, write_environment
 from hmm_lang.runs import config_streams
 from hmm_lang.tokenizer import BOS, load_tokenizer, resolve_tokenizer_dir
 from hmm_lang.transformer.data import WindowSampler, evaluate, with_bos
@@ -101,6 +101,61 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def input_digests(train_stream, valid_stream, tokenizer_dir: Path) -> dict:
+    """Content hashes of what a run trains and evaluates on: ``inputs.json`` of the run."""
+    import hashlib
+
+    tok = hashlib.blake2b((Path(tokenizer_dir) / "tokenizer.json").read_bytes(), digest_size=12)
+    return {
+        "train_tokens": train_stream.digest(),
+        "valid_tokens": valid_stream.digest(),
+        "tokenizer": tok.hexdigest(),
+    }
+
+
+def check_resume(run_dir: Path, digests: dict, cfg: RunConfig, ckpt: Path | None) -> None:
+    """One-line error when the corpus, tokenizer or config changed since the run started."""
+    saved_path = run_dir / "inputs.json"
+    if saved_path.exists():
+        try:
+            saved = json.loads(saved_path.read_text())
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict):
+            raise HmmLangError(
+                f"{saved_path} is corrupt; the run cannot be checked, start a new run"
+            )
+        changed = [k for k in digests if k in saved and saved[k] != digests[k]]
+        if changed:
+            what = {"train_tokens": "training stories", "valid_tokens": "validation stories"}
+            names = ", ".join(what.get(k, k) for k in changed)
+            raise HmmLangError(
+                f"cannot resume {run_dir}: its {names} changed since the run started (data "
+                f"{cfg.data.data}); resume with the original data and tokenizer, or start a new run"
+            )
+    if ckpt is None:
+        return
+    old = load_checkpoint(ckpt).get("config")
+    if isinstance(old, dict):
+        diffs = _diff(old, cfg.to_dict())
+        if diffs:
+            raise HmmLangError(
+                f"cannot resume {run_dir}: config.yaml was edited since {ckpt.name} "
+                f"({'; '.join(diffs[:3])}); undo the edit, or start a new run with the new config"
+            )
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _diff(x, y, f"{prefix}{k}.")
+        elif x != y:
+            out.append(f"{prefix}{k}: {x!r} -> {y!r}")
+    return out
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     ckpts = sorted((run_dir / "checkpoints").glob("step_*.pt"))
     return ckpts[-1] if ckpts else None
@@ -146,9 +201,13 @@ def train(
     if cfg.model.n_ctx > int(max(train_stream.offsets[1:] - train_stream.offsets[:-1])) + 1:
         log.warning("n_ctx %d exceeds every story; windows span several stories", cfg.model.n_ctx)
 
+    digests = input_digests(train_stream, valid_stream, tokenizer_dir)
+    if resume is not None:
+        check_resume(run_dir, digests, cfg, latest_checkpoint(run_dir))
     if resume is None and rank == 0:
         run_dir = new_run_dir(out_dir)
         write_yaml(run_dir / "config.yaml", cfg.to_dict())  # before step 1
+        write_json(run_dir / "inputs.json", digests)
         shutil.copytree(
             tokenizer_dir, run_dir / "tokenizer", ignore=shutil.ignore_patterns("pretokenized")
         )
@@ -239,6 +298,7 @@ def train(
     if rank == 0:
         with atomic_path(run_dir / "final_model.pt") as tmp:
             torch.save(model.state_dict(), tmp)
+        mark_complete(run_dir)
     return run_dir
 
 
@@ -246,7 +306,14 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
     """Drop metrics a killed session logged after its last checkpoint (they are redone)."""
     path = run_dir / "metrics.jsonl"
     if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        keep = []
+        for ln in path.read_text().splitlines():
+            try:
+                rec = json.loads(ln)
+            except ValueError:  # the half-written last line of a killed session
+                continue
+            if isinstance(rec, dict) and rec.get("step", step + 1) <= step:
+                keep.append(ln)
         with atomic_path(path) as tmp:
             tmp.write_text("".join(ln + "\n" for ln in keep))
 

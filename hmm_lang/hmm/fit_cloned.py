@@ -1,0 +1,130 @@
+"""Fit cloned HMMs under the fit protocol: EM to dev convergence, then the pseudocount, the
+escape mass and (with allocation ``auto``) the clone allocation chosen on dev."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from hmm_lang.hmm.batching import pack_lanes
+from hmm_lang.hmm.cloned import ClonedHMM, allocate_clones, init_cloned_hmm
+from hmm_lang.hmm.em import run_em
+from hmm_lang.hmm.fit import (
+    ESCAPE_GRID,
+    SMOOTHING_GRID,
+    FitResult,
+    HMMFitConfig,
+    _score_valid,
+    _sequences,
+    batch_tokens_for,
+    lane_len_for,
+)
+from hmm_lang.pretokenize import TokenStream
+from hmm_lang.scoring import score
+
+log = logging.getLogger(__name__)
+
+
+def tune_on_dev(model, stats, dev_b, smoothings, escapes):
+    """The final M-step redone at each pseudocount (``stats`` None: ``model`` as it is), each
+    with every escape mass; the best pair on dev, as (dev log-likelihood, model, pseudocount,
+    escape). For cloned and blocked HMMs."""
+    tried = []
+    for c in smoothings if stats is not None else [None]:
+        cand = model if stats is None else model.m_step(stats, c)
+        for eps in escapes:
+            cand.escape = eps  # the escape mass is read per pass; no cached state depends on it
+            tried.append((cand.log_likelihood(dev_b)[0], c, eps, cand))
+    ll, c, eps, chosen = max(tried, key=lambda t: t[0])
+    chosen.escape = eps
+    return ll, chosen, c, eps
+
+
+def _cloned_em(fit_seqs, dev_seqs, v, clones, cfg: HMMFitConfig, eos_id, progress):
+    """One cloned-HMM fit at one allocation: EM to dev convergence, then the pseudocount and
+    the escape mass chosen together on dev."""
+    model = init_cloned_hmm(
+        fit_seqs,
+        v,
+        clones,
+        escape=cfg.escape,
+        seed=cfg.seed,
+        escape_model=cfg.escape_model,
+        eos_id=eos_id,
+    )
+    lane = lane_len_for(cfg, fit_seqs)
+    # cloned steps hold (N, n, n) blocks: size the batch as for n^2 dense states
+    bt = batch_tokens_for(cfg, model.max_clones**2, lane)
+    batches = pack_lanes(fit_seqs, bt, lane)
+    dev_b = pack_lanes(dev_seqs, bt, lane)
+
+    def e_step(m: ClonedHMM):
+        stats = m.expected_counts(batches[0])
+        for b in batches[1:]:
+            stats.add_(m.expected_counts(b))
+        return stats
+
+    res = run_em(
+        model,
+        e_step,
+        lambda s: model.m_step(s, cfg.smoothing),
+        lambda m: m.log_likelihood(dev_b),
+        lambda m: m.log_prior(cfg.smoothing),
+        max_iter=cfg.max_iters,
+        tol=cfg.tol,
+        patience=cfg.patience,
+        desc=f"cloned EM S={model.n_states}",
+        progress=progress,
+    )
+    smoothings = sorted(set(SMOOTHING_GRID) | {cfg.smoothing})
+    ll, chosen, c, eps = tune_on_dev(
+        res.hmm,
+        res.stats if cfg.tune_smoothing or res.stats is None else None,
+        dev_b,
+        smoothings,
+        sorted(set(ESCAPE_GRID) | {cfg.escape}),
+    )
+    if res.stats is not None and not cfg.tune_smoothing:
+        c = cfg.smoothing
+    log.info("cloned HMM: pseudocount %s, escape %g chosen on dev", c, eps)
+    return ll, chosen, res, {"smoothing": c, "escape": eps}, bt, lane
+
+
+def fit_cloned(
+    train: TokenStream, valid: TokenStream | None, cfg: HMMFitConfig, progress: bool = True
+) -> FitResult:
+    """Cloned HMM: EM to dev convergence; pseudocount, escape mass and (with allocation auto)
+    uniform or frequency allocation chosen on dev."""
+    t0 = time.perf_counter()
+    fit_seqs, dev_seqs, dev_bytes = _sequences(train, valid, cfg)
+    v = train.vocab_size
+    allocations = ("uniform", "frequency") if cfg.allocation == "auto" else (cfg.allocation,)
+    best = None
+    for alloc in allocations:
+        if alloc == "frequency":
+            # as many states as the uniform allocation, up to 2x the clones for frequent tokens
+            counts = np.bincount(np.concatenate(fit_seqs), minlength=v)
+            clones = allocate_clones(counts, v * cfg.clones, 2 * cfg.clones)
+        else:
+            clones = cfg.clones
+        out = _cloned_em(fit_seqs, dev_seqs, v, clones, cfg, train.eos_id, progress)
+        log.info("allocation %s: dev %.4f nats/token", alloc, -out[0] / sum(map(len, dev_seqs)))
+        if best is None or out[0] > best[1][0]:
+            best = (alloc, out)
+    alloc, (ll, model, res, choices, bt, lane) = best
+    valid_score, story_nats = _score_valid(model, valid, bt, lane)
+    return FitResult(
+        model,
+        res.monitor.as_dicts(),
+        score(ll, sum(map(len, dev_seqs)), dev_bytes),
+        valid_score,
+        time.perf_counter() - t0,
+        sum(len(s) for s in fit_seqs),
+        res.stop_reason,
+        res.iterations,
+        res.best_iteration,
+        choices | {"allocation": alloc, "escape_model": cfg.escape_model},
+        story_nats,
+    )
