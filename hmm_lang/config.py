@@ -22,6 +22,10 @@ import yaml
 
 from hmm_lang.errors import HmmLangError
 
+# what TransformerLens 4's native model accepts (transformer_lens SUPPORTED_ACTIVATIONS)
+ACT_FNS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "relu2", "silu", "solu")
+NORMALIZATIONS = ("LN", "LNPre", "RMS", "RMSPre", "None")
+
 
 @dataclass
 class ModelConfig:
@@ -59,6 +63,7 @@ class TrainConfig:
     autocast_bf16: bool = True  # on CUDA only
     compile: bool = False
     log_interval: int = 10
+    check_memory: bool = True  # refuse a batch whose activations exceed the free RAM
 
     @property
     def total_steps(self) -> int:
@@ -83,6 +88,57 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def validate(self) -> RunConfig:
+        """One-line errors for values that would fail (or silently mislead) later."""
+        import math
+
+        m, t, d = self.model, self.train, self.data
+        for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "n_ctx"):
+            if getattr(m, name) < 1:
+                raise HmmLangError(f"model.{name} must be at least 1, got {getattr(m, name)}")
+        if m.n_ctx < 2:
+            raise HmmLangError(f"model.n_ctx must be at least 2, got {m.n_ctx}")
+        if m.act_fn not in ACT_FNS:
+            raise HmmLangError(f"unknown model.act_fn {m.act_fn!r}; choose {', '.join(ACT_FNS)}")
+        if m.normalization not in NORMALIZATIONS:
+            raise HmmLangError(
+                f"unknown model.normalization {m.normalization!r}; choose "
+                f"{', '.join(NORMALIZATIONS)}"
+            )
+        for name in ("steps", "batch_tokens", "eval_interval", "checkpoint_interval"):
+            if getattr(t, name) < 1:
+                raise HmmLangError(f"train.{name} must be at least 1, got {getattr(t, name)}")
+        if t.log_interval < 1 or t.warmup_steps < 0:
+            raise HmmLangError("train.log_interval must be >= 1 and train.warmup_steps >= 0")
+        for name in ("lr", "grad_clip"):
+            v = getattr(t, name)
+            if not (math.isfinite(v) and v > 0):
+                raise HmmLangError(f"train.{name} must be a positive number, got {v}")
+        if not (math.isfinite(t.min_lr) and 0 <= t.min_lr <= t.lr):
+            raise HmmLangError(f"train.min_lr must be in [0, train.lr], got {t.min_lr}")
+        if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
+            raise HmmLangError(f"train.weight_decay must be >= 0, got {t.weight_decay}")
+        if not (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1):
+            raise HmmLangError("train.beta1 and train.beta2 must be in [0, 1)")
+        if t.max_tokens is not None and t.max_tokens < t.batch_tokens:
+            raise HmmLangError("train.max_tokens must be at least train.batch_tokens")
+        if t.eval_stories is not None and t.eval_stories < 1:
+            raise HmmLangError("train.eval_stories must be at least 1 (or null for all)")
+        if t.device not in ("auto", "cpu", "cuda", "mps") and not t.device.startswith("cuda:"):
+            raise HmmLangError(f"unknown train.device {t.device!r}; choose auto, cpu, cuda, mps")
+        if t.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise HmmLangError(
+                    "train.device is cuda but no CUDA device is available; use auto or cpu"
+                )
+        if not 0.0 < d.valid_fraction < 1.0:
+            raise HmmLangError(f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")
+        if d.max_stories is not None and d.max_stories < 2:
+            raise HmmLangError("data.max_stories must be at least 2 (one for validation)")
+        return self
 
 
 def _convert(value, tp, key: str):

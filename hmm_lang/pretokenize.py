@@ -113,7 +113,13 @@ def pretokenize(
 
     hdir = resolve_tokenizer_dir(tokenizer_dir)
     tok_json = hdir / "tokenizer.json"
-    tokenizer = Tokenizer.from_file(str(tok_json))
+    try:
+        tokenizer = Tokenizer.from_file(str(tok_json))
+    except Exception as e:  # the tokenizers library raises its own exception types
+        raise HmmLangError(
+            f"cannot read {tok_json} ({type(e).__name__}: {str(e)[:80]}); the file is corrupt, "
+            "retrain it with `hmm-lang tokenizers --force`"
+        ) from None
     # Cache beside the tokenizer, keyed by the data and by the tokenizer file's content.
     key = hashlib.blake2b(source.fingerprint().encode() + tok_json.read_bytes(), digest_size=10)
     cache = hdir / "pretokenized" / f"{key.hexdigest()}.npz"
@@ -127,8 +133,8 @@ def pretokenize(
                     int(z["vocab_size"]),
                     int(z["eos_id"]),
                 )
-        except (OSError, ValueError, KeyError):
-            log.warning("cache %s is unreadable; re-encoding", cache)
+        except Exception as e:  # truncated zip, bad arrays, ...: rebuild it
+            log.warning("cache %s is unreadable (%s); re-encoding", cache, type(e).__name__)
     stream = _encode(tokenizer, source, batch_size)
     save_npz(
         cache,

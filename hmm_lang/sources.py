@@ -41,9 +41,21 @@ class StorySource:
         return None
 
 
-def _batched(stories: Iterator[str], batch_size: int) -> Iterator[list[str]]:
+MAX_STORY_CHARS = 1_000_000  # TinyStories stories are ~1k characters; BPE on a multi-MB
+# "story" (a file with no separators) takes gigabytes inside the tokenizer library
+
+
+def _batched(
+    stories: Iterator[str], batch_size: int, name: str = "the data"
+) -> Iterator[list[str]]:
     batch: list[str] = []
-    for story in stories:
+    for i, story in enumerate(stories):
+        if len(story) > MAX_STORY_CHARS:
+            raise HmmLangError(
+                f"{name}: story {i + 1} has {len(story):,} characters, above the "
+                f"{MAX_STORY_CHARS:,} limit; separate stories with a line <|endoftext|> (.txt) "
+                "or one object per story (.jsonl)"
+            )
         batch.append(story)
         if len(batch) == batch_size:
             yield batch
@@ -90,7 +102,7 @@ class TextFileSource(StorySource):
             yield story
 
     def iter_batches(self, batch_size: int = 1000) -> Iterator[list[str]]:
-        return _batched(self._iter(), batch_size)
+        return _batched(self._iter(), batch_size, str(self.path))
 
     def fingerprint(self) -> str:
         return "txt-" + _file_hash(self.path)
@@ -105,11 +117,19 @@ class JsonFileSource(StorySource):
 
     def _records(self) -> Iterator[tuple[int, object]]:
         try:
-            if self.path.suffix == ".jsonl":
+            if self.path.suffix.lower() == ".jsonl":
                 with open(self.path, encoding="utf-8") as f:
                     for lineno, line in enumerate(f, 1):
-                        if line.strip():
-                            yield lineno, json.loads(line)
+                        if not line.strip():
+                            continue
+                        try:
+                            rec = json.loads(line)
+                        except json.JSONDecodeError as e:
+                            raise HmmLangError(
+                                f"{self.path}: line {lineno} is not valid JSON ({e.msg}); fix "
+                                "or remove that line"
+                            ) from None
+                        yield lineno, rec
             else:
                 with open(self.path, encoding="utf-8") as f:
                     data = json.load(f)
@@ -133,7 +153,7 @@ class JsonFileSource(StorySource):
                 yield rec["text"].strip()
 
     def iter_batches(self, batch_size: int = 1000) -> Iterator[list[str]]:
-        return _batched(self._iter(), batch_size)
+        return _batched(self._iter(), batch_size, str(self.path))
 
     def fingerprint(self) -> str:
         return "json-" + _file_hash(self.path)

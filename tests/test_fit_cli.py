@@ -139,3 +139,18 @@ def test_one_run_per_folder_lock(tmp_path):
                 pass
     with folder_lock(tmp_path / ".lock", tmp_path):  # released
         pass
+
+
+def test_too_many_states_is_refused_before_any_work(tmp_path, tokenizers_dir, capsys):
+    tok = str(hf_dir(tokenizers_dir, 1024))
+    out = tmp_path / "o"
+    assert main(["fit-hmm", "--tokenizer", tok, "--states", "100000", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs about" in err and "--no-memory-check" in err
+    assert not out.exists() or not any(out.iterdir())
+    assert main(["fit-hmm", "--tokenizer", tok, "--smoothing", "-1", "--out-dir", str(out)]) == 2
+    assert (
+        main(["fit-hmm", "--tokenizer", tok, "--max-train-stories", "-1", "--out-dir", str(out)])
+        == 2
+    )
+    assert not out.exists() or not any(out.iterdir())

@@ -126,6 +126,28 @@ def test_resume_refuses_a_changed_corpus_or_config(tmp_path, tokenizers_dir):
         train(resume=part, progress=False)
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.n_ctx=0", "model.n_ctx must be at least"),
+        ("model.d_model=-3", "model.d_model must be at least 1"),
+        ("model.act_fn=swish", "unknown model.act_fn"),
+        ("train.eval_interval=0", "train.eval_interval must be at least 1"),
+        ("train.lr=nan", "train.lr must be a positive number"),
+        ("train.lr=-1", "train.lr must be a positive number"),
+        ("train.device=cuda", "no CUDA device"),
+        ("train.batch_tokens=1000000000", "one training step needs about"),
+    ],
+)
+def test_bad_config_values_fail_before_a_run_folder(tmp_path, tokenizers_dir, override, message):
+    if override == "train.device=cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = apply_overrides(tiny_cfg(tokenizers_dir), [override])
+    with pytest.raises(HmmLangError, match=message):
+        train(cfg, tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_bad_inputs(tmp_path, tokenizers_dir):
     part = train(tiny_cfg(tokenizers_dir), tmp_path / "r", stop_after=10, progress=False)
     ck = part / "checkpoints" / "step_0000010.pt"

@@ -32,10 +32,13 @@ def cmd_ladder(args) -> None:
 
 
 def cmd_beliefs(args) -> None:
+    from hmm_lang.errors import HmmLangError
     from hmm_lang.experiments.beliefs import run_beliefs
     from hmm_lang.hmm.model import CategoricalHMM
     from hmm_lang.runs import find_run
 
+    if args.tokens < 1 or args.states < 1 or args.iters < 1:
+        raise HmmLangError("--tokens, --states and --iters must be at least 1")
     hmm = CategoricalHMM.load(args.hmm)[0] if args.hmm else None
     out, rows, kl, _ = run_beliefs(
         find_run(args.run, args.out_dir), hmm, args.out_dir, args.states, args.iters, args.tokens

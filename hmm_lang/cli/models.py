@@ -41,6 +41,10 @@ def cmd_fit_hmm(args) -> None:
     given |= {k: v for k, v in vars(args).items() if k in names and v is not None}
     cfg = HMMFitConfig(**given)
     cfg.validate()
+    from hmm_lang.hmm.fit import check_fit_memory
+    from hmm_lang.tokenizer import load_tokenizer
+
+    check_fit_memory(cfg, len(load_tokenizer(args.tokenizer)))  # before any work or folder
     init_from_env()  # under torchrun: data-parallel EM, one shard of the stories per process
     if cfg.init == "lvd" and cfg.run:
         from hmm_lang.cli import _corpus
@@ -68,10 +72,13 @@ def cmd_fit_hmm(args) -> None:
 
 def cmd_ngram(args) -> None:
     from hmm_lang.atomic import write_json
+    from hmm_lang.errors import HmmLangError
     from hmm_lang.ngram import fit_and_score
     from hmm_lang.records import mark_complete
     from hmm_lang.tokenizer import BOS, load_tokenizer
 
+    if args.order < 1:
+        raise HmmLangError(f"--order must be at least 1 (1 is the unigram), got {args.order}")
     train, valid = _streams(args)
     bos = load_tokenizer(args.tokenizer).convert_tokens_to_ids(BOS)
     run_dir = _record(
@@ -153,6 +160,13 @@ def register_fit_hmm(sub) -> None:
     p.add_argument("--minibatch-stories", type=int, default=None)
     p.add_argument("--device", default=None, help="cpu or cuda")
     p.add_argument("--max-train-stories", type=int, default=None)
+    p.add_argument(
+        "--no-memory-check",
+        dest="check_memory",
+        action="store_false",
+        default=None,
+        help="skip the free-RAM check before a large dense fit",
+    )
     p.set_defaults(func=cmd_fit_hmm)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hmm_lang.corpus import Corpus
+from hmm_lang.errors import HmmLangError
 from hmm_lang.experiments.intervals import bootstrap, paired_difference, resamples
 from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
 from hmm_lang.ngram import KneserNeyModel, UnigramModel
@@ -58,6 +59,34 @@ class LadderConfig:
     transformer_runs: list[str] = field(default_factory=list)
     n_boot: int = 1000
     dev_fraction: float = 0.05
+
+
+def validate_ladder(cfg: LadderConfig) -> None:
+    """One-line errors for bad ladder settings, before any folder or fit."""
+    from hmm_lang.tokenizer import check_vocab_size
+
+    for v in cfg.vocab_sizes:
+        check_vocab_size(v)
+    if any(o < 1 for o in cfg.ngram_orders):
+        raise HmmLangError("--orders must be at least 1 (1 is the unigram)")
+    if any(k < 1 for k in cfg.hmm_states) or any(c < 1 for c in cfg.cloned_clones):
+        raise HmmLangError("--states and --clones must be at least 1")
+    if not cfg.seeds:
+        raise HmmLangError("--seeds needs at least one seed")
+    if cfg.n_boot < 10:
+        raise HmmLangError(f"--n-boot must be at least 10, got {cfg.n_boot}")
+    if cfg.max_train_stories is not None and cfg.max_train_stories < 2:
+        raise HmmLangError("--max-train-stories must be at least 2 (one goes to dev)")
+    if cfg.max_iters < 1 or cfg.patience < 1 or not cfg.tol >= 0:
+        raise HmmLangError("--max-iters and --patience must be >= 1, --tol >= 0")
+    for k in cfg.blocked_states:
+        m = min(cfg.blocked_clusters, k)
+        if m < 1 or k % m:
+            raise HmmLangError(
+                f"--blocked-states {k} must be a multiple of --blocked-clusters {cfg.blocked_clusters}"
+            )
+    if cfg.blocked_config is not None:
+        _blocked_settings(cfg.blocked_config)
 
 
 @dataclass
@@ -296,6 +325,7 @@ def run_ladder(
     from hmm_lang.stats import write_csv
     from hmm_lang.tokenizer import train_tokenizers
 
+    validate_ladder(cfg)
     for run in cfg.transformer_runs:  # refuse a mismatched run before any work
         check_run_split(run, corpus)
     run_dir = new_run_dir(out_dir, "ladder")

@@ -76,6 +76,7 @@ class HMMFitConfig:
     lane_len: int = 512
     device: str = "cpu"
     max_train_stories: int | None = None
+    check_memory: bool = True  # dense: refuse K whose tables and beliefs exceed the free RAM
 
     def validate(self) -> HMMFitConfig:
         if self.states < 1:
@@ -207,6 +208,18 @@ def lane_len_for(cfg: HMMFitConfig, sequences: list[np.ndarray]) -> int:
     return int(max(longest, min(cfg.lane_len, -(-n_tok // LANES))))
 
 
+def check_fit_memory(cfg: HMMFitConfig, vocab_size: int) -> None:
+    """One-line error, before any allocation, when a dense fit cannot fit in the free RAM."""
+    if cfg.cloned or cfg.blocked or not cfg.check_memory:
+        return
+    from hmm_lang.memory import check_memory, dense_fit_bytes
+
+    need = dense_fit_bytes(cfg.states, vocab_size, batch_tokens_for(cfg, cfg.states, cfg.lane_len))
+    check_memory(
+        need, f"a dense HMM with {cfg.states} states (V={vocab_size})", "use fewer --states"
+    )
+
+
 def _sequences(train: TokenStream, valid: TokenStream | None, cfg: HMMFitConfig):
     """Checked int64 training sequences (the first ``max_train_stories``), split into
     (fit, dev) by story."""
@@ -259,6 +272,7 @@ def fit_dense(
 ) -> FitResult:
     """Dense HMM: start, restarts, batch (or online) EM, all choices on the dev split."""
     t0 = time.perf_counter()
+    check_fit_memory(cfg, train.vocab_size)
     fit_seqs, dev_seqs, dev_bytes = _sequences(train, valid, cfg)
     rank, world = rank_and_world()
     local = shard(fit_seqs, rank, world)

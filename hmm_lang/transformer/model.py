@@ -23,10 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hmm_lang.config import ModelConfig, RunConfig, load_config
+from hmm_lang.config import NORMALIZATIONS, ModelConfig, RunConfig, load_config
 from hmm_lang.errors import HmmLangError
-
-NORMALIZATIONS = ("LN", "LNPre", "RMS", "RMSPre", "None")
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -175,6 +175,8 @@ def train(
 ) -> Path:
     """Train a run (or resume ``resume``); returns its folder. ``stop_after`` ends the session
     after that step, as a kill would (for tests)."""
+    if cfg is not None:
+        cfg.validate()  # before any work or folder
     init_from_env()
     rank, world = rank_and_world()
     if resume is not None:
@@ -189,7 +191,18 @@ def train(
     if resume is not None:
         check_checkpoint_vocab(cfg.model.d_vocab, len(tokenizer))
     cfg.model.d_vocab = len(tokenizer)
+    cfg.validate()
     tc = cfg.train
+    if tc.check_memory:
+        from hmm_lang.memory import check_memory, transformer_step_bytes
+
+        m = cfg.model
+        need = transformer_step_bytes(
+            tc.batch_tokens, m.n_ctx, m.d_model, m.d_mlp, m.n_layers, m.n_heads, m.d_vocab
+        )
+        check_memory(
+            need, "one training step", "lower train.batch_tokens", "train.check_memory=false"
+        )
     if tc.batch_tokens < cfg.model.n_ctx * world:
         raise HmmLangError(
             f"train.batch_tokens {tc.batch_tokens} is below n_ctx x processes "

@@ -1,0 +1,112 @@
+"""Bad input and faults: one-line errors before any folder, rebuilt caches, nothing
+half-written (the classes of the reliability audit)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from hmm_lang.cli import main
+from hmm_lang.corpus import load_corpus
+from hmm_lang.errors import HmmLangError
+from hmm_lang.pretokenize import pretokenize
+from hmm_lang.tokenizer import hf_dir
+from tests.conftest import write_txt
+
+
+def _nothing_in(path):
+    return not path.exists() or not any(p for p in path.iterdir() if not p.name.startswith("."))
+
+
+def test_corrupt_pretokenized_cache_is_rebuilt_with_a_warning(tokenizers_dir, tmp_path, caplog):
+    data = write_txt(tmp_path / "s.txt", [f"Tom saw a cat number {i}." for i in range(40)])
+    src = load_corpus(str(data)).train
+    first = pretokenize(src, hf_dir(tokenizers_dir, 1024))
+    (cache,) = [p for p in (hf_dir(tokenizers_dir, 1024) / "pretokenized").glob("*.npz")
+                if p.stat().st_mtime_ns >= os.stat(data).st_mtime_ns]  # fmt: skip
+    cache.write_bytes(cache.read_bytes()[:50])
+    again = pretokenize(src, hf_dir(tokenizers_dir, 1024))
+    assert np.array_equal(first.tokens, again.tokens)
+    assert "unreadable" in caplog.text
+
+
+def test_garbage_tokenizer_json_is_a_one_line_error(tokenizers_dir, tmp_path, corpus):
+    import shutil
+
+    bad = tmp_path / "HF_custom_tokenizer_1024"
+    shutil.copytree(hf_dir(tokenizers_dir, 1024), bad)
+    (bad / "tokenizer.json").write_text('{"version": "1.0", "trunc')
+    with pytest.raises(HmmLangError, match="corrupt, retrain it"):
+        pretokenize(corpus.valid, bad)
+
+
+def test_long_story_is_refused_cleanly(tmp_path):
+    data = tmp_path / "one_line.txt"
+    data.write_text("word" * 300_000 + "\n")  # 1.2M characters, no separator
+    with pytest.raises(HmmLangError, match="above the 1,000,000 limit"):
+        list(load_corpus(str(data), valid=str(data)).train.iter_stories())
+
+
+def test_jsonl_errors_name_the_file_line_and_upper_case_suffix_works(tmp_path):
+    good = tmp_path / "s.JSONL"
+    good.write_text("".join(json.dumps({"text": f"story {i}"}) + "\n" for i in range(20)))
+    assert len(list(load_corpus(str(good)).train.iter_stories())) > 0
+    bad = tmp_path / "b.jsonl"
+    lines = [json.dumps({"text": f"story {i}"}) for i in range(5)]
+    lines.insert(3, '{"text": "broken')
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HmmLangError, match="line 4 is not valid JSON"):
+        list(load_corpus(str(bad), valid=str(good)).train.iter_stories())
+
+
+def test_bad_command_values_fail_before_any_folder(tmp_path, tokenizers_dir, capsys):
+    tok = str(hf_dir(tokenizers_dir, 1024))
+    out = tmp_path / "o"
+    cases = [
+        ["ngram", "--tokenizer", tok, "--order", "0", "--out-dir", str(out)],
+        ["experiment", "ladder", "--orders", "0", "--out-dir", str(out)],
+        ["experiment", "ladder", "--vocab-sizes", "10", "--out-dir", str(out)],
+        ["experiment", "ladder", "--n-boot", "1", "--out-dir", str(out)],
+        ["experiment", "ladder", "--blocked-states", "100", "--blocked-clusters", "64",
+         "--out-dir", str(out)],
+        ["experiment", "beliefs", "--tokens", "0", "--out-dir", str(out)],
+    ]  # fmt: skip
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and "Traceback" not in "\n".join(err), argv
+        assert _nothing_in(out), argv
+
+
+def test_atomic_writes_clean_up_after_a_killed_writer(tmp_path):
+    from hmm_lang.atomic import write_text
+
+    target = tmp_path / "metrics.json"
+    (tmp_path / ".metrics.json.abc123.tmp").write_text("half")  # a SIGKILLed writer's leftover
+    write_text(target, "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_resume_survives_a_half_written_metrics_line(tmp_path, tokenizers_dir):
+    from hmm_lang.transformer.train import train
+    from tests.test_transformer import tiny_cfg
+
+    part = train(tiny_cfg(tokenizers_dir), tmp_path / "r", stop_after=10, progress=False)
+    with open(part / "metrics.jsonl", "a") as f:
+        f.write('{"step": 11, "loss": 3.1')  # killed mid-line
+    run = train(resume=part, progress=False)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert all(json.loads(ln) for ln in lines)
+    assert (run / "final_model.pt").exists() and not (run / ".incomplete").exists()
+
+
+def test_loaders_skip_unfinished_run_folders(tmp_path, tokenizers_dir):
+    from hmm_lang.runs import find_run
+    from hmm_lang.transformer.train import train
+    from tests.test_transformer import tiny_cfg
+
+    done = train(tiny_cfg(tokenizers_dir), tmp_path, progress=False)
+    part = train(tiny_cfg(tokenizers_dir), tmp_path, stop_after=10, progress=False)
+    assert (part / ".incomplete").exists() and part.name > done.name
+    assert find_run(None, tmp_path) == done
