@@ -24,6 +24,7 @@ from hmm_lang.sources import (
     ArrowSource,
     JsonFileSource,
     LimitSource,
+    ParquetSource,
     SplitSource,
     StorySource,
     SyntheticSource,
@@ -152,10 +153,7 @@ def open_source(path: str | os.PathLike, split: str = "train") -> StorySource:
     if suffix in JSON_SUFFIXES:
         return JsonFileSource(p)
     if suffix in PARQUET_SUFFIXES:
-        import datasets
-
-        ds = datasets.Dataset.from_parquet(str(p))
-        return ArrowSource(ds, p.name, "parquet-" + _file_hash(p))
+        return ParquetSource(p)
     raise HmmLangError(
         f"unknown data format {p.suffix!r} for {p}: use .txt, .jsonl, .json, .parquet "
         "or a save_to_disk folder"

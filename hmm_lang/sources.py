@@ -186,6 +186,42 @@ class ArrowSource(StorySource):
         return len(self.dataset)
 
 
+class ParquetSource(StorySource):
+    """A local .parquet file with a ``text`` column, streamed in record batches by pyarrow: no
+    Arrow cache is written (a read-only HOME works) and memory stays one batch."""
+
+    def __init__(self, path: Path):
+        import pyarrow.parquet as pq
+
+        self.path, self.name = path, path.name
+        try:
+            self._file = pq.ParquetFile(path)
+        except Exception as e:  # pyarrow raises its own types for a bad file
+            raise HmmLangError(
+                f"{path}: not a readable parquet file ({type(e).__name__})"
+            ) from None
+        names = self._file.schema_arrow.names
+        if "text" not in names:
+            raise HmmLangError(
+                f"{path.name}: no 'text' column (columns: {names}); rename the story column to 'text'"
+            )
+
+    def iter_batches(self, batch_size: int = 1000) -> Iterator[list[str]]:
+        def stories():
+            for rb in self._file.iter_batches(batch_size=batch_size, columns=["text"]):
+                for t in rb.column(0).to_pylist():
+                    if t and t.strip():
+                        yield t.strip()
+
+        return _batched(stories(), batch_size, str(self.path))
+
+    def fingerprint(self) -> str:
+        return "parquet-" + _file_hash(self.path)
+
+    def n_stories(self) -> int:
+        return self._file.metadata.num_rows
+
+
 class SyntheticSource(StorySource):
     """The embedded TinyStories-style generator (synthetic text, see :mod:`hmm_lang.synthetic`)."""
 

@@ -110,3 +110,26 @@ def test_loaders_skip_unfinished_run_folders(tmp_path, tokenizers_dir):
     part = train(tiny_cfg(tokenizers_dir), tmp_path, stop_after=10, progress=False)
     assert (part / ".incomplete").exists() and part.name > done.name
     assert find_run(None, tmp_path) == done
+
+
+def test_parquet_reads_with_a_read_only_home(tmp_path, monkeypatch):
+    """No Arrow cache is written for a local parquet file, so a read-only HOME is fine."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"text": [f"Story {i} about a dog." for i in range(50)]}), path)
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o500)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    try:
+        c = load_corpus(str(path))
+        n = sum(len(b) for b in c.train.iter_batches()) + sum(
+            len(b) for b in c.valid.iter_batches()
+        )
+        assert n == 50
+        assert list(home.iterdir()) == []
+    finally:
+        home.chmod(0o700)
