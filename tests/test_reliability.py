@@ -133,3 +133,26 @@ def test_parquet_reads_with_a_read_only_home(tmp_path, monkeypatch):
         assert list(home.iterdir()) == []
     finally:
         home.chmod(0o700)
+
+
+def test_full_disk_during_torch_save_is_one_line(tmp_path, monkeypatch, tokenizers_dir, capsys):
+    """torch reports a full disk as a RuntimeError; the CLI says which path and what to do."""
+    from collections import namedtuple
+
+    import torch
+
+    import hmm_lang.atomic
+
+    def full(*a, **k):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(hmm_lang.atomic.shutil, "disk_usage", lambda p: usage(10, 10, 0))
+    tok = str(hf_dir(tokenizers_dir, 1024))
+    argv = ["fit-hmm", "--max-stories", "200", "--tokenizer", tok, "--states", "4",
+            "--iters", "1", "--out-dir", str(tmp_path / "o")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: no space left on the device writing") and "model.pt" in err
+    assert _nothing_in(tmp_path / "o")

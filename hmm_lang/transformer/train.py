@@ -241,6 +241,8 @@ def train(
     sampler = WindowSampler(with_bos(train_stream, bos), cfg.model.n_ctx, global_batch, tc.seed)
     start = 0
     ckpt = latest_checkpoint(run_dir) if resume is not None else None
+    for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # a killed session's partial write
+        stale.unlink(missing_ok=True)
     if ckpt is not None:
         state = load_checkpoint(ckpt)
         model.load_state_dict(state["model"])
