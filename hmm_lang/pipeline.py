@@ -39,13 +39,18 @@ class Profile:
     hmm_seeds: tuple[int, ...] = (0,)
     hmm_train_stories: int | None = None
     cloned_clones: tuple[int, ...] = ()
+    blocked_states: tuple[int, ...] = ()  # blocked HMMs in the ladder (K, in blocked_clusters)
+    blocked_clusters: int = 128
     max_valid_stories: int | None = None
     transformer_config: str = "tiny"
     transformer_overrides: tuple[str, ...] = ()
     analysis_tokens: int = 1024  # tokens in the similarity figures
     pca_tokens: int = 100_000
-    belief_states: int = 64
-    belief_tokens: int = 20_000
+    belief_states: int = 256
+    belief_tokens: int = 200_000
+    belief_k_folds: int = 5
+    belief_boot: int = 1000
+    belief_top_tokens: int = 256
 
 
 PROFILES = {
@@ -56,12 +61,17 @@ PROFILES = {
         hmm_max_iters=2,
         hmm_train_stories=200,
         cloned_clones=(2,),
+        blocked_states=(32,),
+        blocked_clusters=16,
         max_valid_stories=100,
         transformer_config="tiny",
         analysis_tokens=128,
         pca_tokens=2000,
         belief_states=8,
         belief_tokens=1500,
+        belief_k_folds=3,
+        belief_boot=50,
+        belief_top_tokens=32,
     ),
     "cpu": Profile(
         synthetic_stories=20_000,
@@ -69,6 +79,7 @@ PROFILES = {
         hmm_max_iters=60,
         hmm_train_stories=5000,
         cloned_clones=(1, 4, 16),
+        blocked_states=(4096,),
         max_valid_stories=1000,
         transformer_config="cpu_small",
         transformer_overrides=(
@@ -80,7 +91,7 @@ PROFILES = {
         analysis_tokens=1024,
         pca_tokens=50_000,
         belief_states=64,
-        belief_tokens=10_000,
+        belief_tokens=20_000,
     ),
     "gpu": Profile(
         synthetic_stories=200_000,

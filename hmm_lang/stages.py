@@ -175,6 +175,8 @@ def stage_ladder(state: RunState) -> None:
         max_iters=p.hmm_max_iters,
         seeds=p.hmm_seeds,
         cloned_clones=p.cloned_clones,
+        blocked_states=p.blocked_states,
+        blocked_clusters=p.blocked_clusters,
         max_train_stories=p.hmm_train_stories,
         transformer_runs=[state.transformer_run],
     )
@@ -208,6 +210,9 @@ def stage_beliefs(state: RunState) -> None:
             p.belief_states,
             p.hmm_max_iters,
             p.belief_tokens,
+            k_folds=p.belief_k_folds,
+            n_boot=p.belief_boot,
+            top_tokens=p.belief_top_tokens,
         )
         return {
             "rows": rows,
@@ -221,7 +226,8 @@ def stage_beliefs(state: RunState) -> None:
         "beliefs",
         {
             "transformer": state.keys["transformer"],
-            "p": [p.belief_states, p.hmm_max_iters, p.belief_tokens],
+            "p": [p.belief_states, p.hmm_max_iters, p.belief_tokens, p.belief_k_folds],
+            "q": [p.belief_boot, p.belief_top_tokens, 2],  # 2: the probe protocol's version
         },
         fn,
     )

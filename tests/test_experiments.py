@@ -86,16 +86,80 @@ def test_ladder_refuses_a_run_of_another_split(tmp_path, tiny_run):
 
 
 def test_beliefs_smoke(tmp_path, tiny_run):
-    out, rows, kl, figs = run_beliefs(tiny_run, None, tmp_path, states=6, iters=2, n_tokens=1500)
-    controls = {r["control"] for r in rows}
-    assert controls == {"trained", "random init", "shuffled beliefs", "embedding"}
-    trained = [r for r in rows if r["control"] == "trained"]
-    shuffled = [r for r in rows if r["control"] == "shuffled beliefs"]
-    assert len(trained) == len(shuffled) == 2  # resid_pre of the 1 layer, the final resid_post
-    assert max(r["r2"] for r in trained) > max(r["r2"] for r in shuffled)
-    assert kl["kl_transformer_hmm_nats"] >= 0 and kl["kl_hmm_transformer_nats"] >= 0
-    assert (out / "r2.csv").exists() and (out / "kl.json").exists() and (out / "hmm.pt").exists()
-    assert set(figs) == {"r2_by_layer", "embedding_by_hmm_state"}
+    from hmm_lang.experiments.beliefs import SMOKE
+
+    out, rows, kl, figs = run_beliefs(tiny_run, None, tmp_path, **SMOKE)
+    assert {r["control"] for r in rows} == {
+        "token_baseline",
+        "trained",
+        "token_shuffle",
+        "random_init",
+    }
+    assert {r["target"] for r in rows} == {"belief", "history", "ahead2", "ahead3"}
+    header = (out / "beliefs.csv").read_text().splitlines()[0].split(",")
+    for col in ("target", "features", "control", "r2", "r2_lo", "r2_hi"):
+        assert col in header
+    for r in rows:
+        assert r["r2_lo"] <= r["r2_hi"] and r["above_lo"] <= r["above_hi"]
+        assert r["n_positions"] >= 1000
+    base = [r for r in rows if r["control"] == "token_baseline"]
+    assert all(r["above_token"] == 0 for r in base)
+    # history is the belief less its training mean given the token: the token explains less of
+    # it than of the belief
+    r2 = {r["target"]: r["r2"] for r in base}
+    assert r2["history"] < r2["belief"]
+    assert kl["kl_transformer_hmm_nats"] >= 0 and 0 <= kl["share_top_state_above_0.9"] <= 1
+    assert (out / "hmm.pt").exists() and (out / "kl.json").exists()
+    assert set(figs) == {"r2_by_layer", "history_geometry", "embedding_by_hmm_state"}
+
+
+def test_probes_know_the_answer():
+    """Folded ridge recovers a linear target and not noise; the token baseline and the
+    within-token shuffle behave as their definitions say; bootstrap R^2 with every story
+    drawn once is the pooled R^2."""
+    from hmm_lang.analysis.probing import (
+        FoldedRidge,
+        StoryBootstrap,
+        cv_token_means,
+        r2_score,
+    )
+    from hmm_lang.experiments.belief_probes import probe_rows, shuffle_within_tokens
+
+    rng = np.random.default_rng(0)
+    n, v = 6000, 30
+    groups = np.repeat(np.arange(200), n // 200)
+    tokens = rng.integers(0, v, size=n)
+    prev = np.roll(tokens, 1)
+    code = rng.normal(size=(v, 8))
+    x_tok = code[tokens] + 0.01 * rng.normal(size=(n, 8))  # knows only the current token
+    x_hist = np.concatenate([x_tok, code[prev]], 1)  # also knows the previous token
+    w = rng.normal(size=(8, 3))
+    y = code[prev] @ w  # depends on history, not on the current token
+    assert r2_score(y, FoldedRidge(x_hist, groups, 5).predict(y)) > 0.99
+    assert r2_score(y, FoldedRidge(x_tok, groups, 5).predict(y)) < 0.05
+    z = code[tokens] @ w
+    assert r2_score(z, cv_token_means(tokens, z, groups)) > 0.999
+    sh = shuffle_within_tokens(y, tokens)
+    for t in range(v):
+        a, b = np.sort(y[tokens == t], 0), np.sort(sh[tokens == t], 0)
+        np.testing.assert_array_equal(a, b)
+    boot = StoryBootstrap(np.ones((1, 200)), groups)
+    p = FoldedRidge(x_hist, groups, 5).predict(y)
+    assert boot.r2(y, p)[0] == pytest.approx(r2_score(y, p))
+    rows, _ = probe_rows(
+        {"blocks.0.hook_resid_pre": x_tok, "blocks.0.hook_resid_post": x_hist},
+        {"history": y},
+        tokens,
+        groups,
+        n_boot=100,
+        progress=False,
+    )
+    by = {(r["features"], r["control"]): r for r in rows}
+    tok_only = by[("blocks.0.hook_resid_pre", "trained")]
+    hist = by[("blocks.0.hook_resid_post", "trained")]
+    assert tok_only["above_hi"] < 0.05  # a token-only probe: nothing above the baseline
+    assert hist["above_lo"] > 0.9  # history is there and the interval says so
+    assert by[("blocks.0.hook_resid_post", "token_shuffle")]["r2"] < 0.05
 
 
 def test_hmm_anatomy_functions():

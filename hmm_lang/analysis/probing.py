@@ -70,3 +70,122 @@ def ridge_probe(
     return ProbeResult(
         r2_score(y[test], _predict(model, x[test])), best[1], int((~test).sum()), int(test.sum())
     )
+
+
+def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(n,) fold of each row: whole groups (stories) dealt to k folds at random."""
+    uniq, inv = np.unique(groups, return_inverse=True)
+    if len(uniq) < k:
+        raise HmmLangError(f"{k}-fold cross-validation needs at least {k} stories, got {len(uniq)}")
+    fold_of = np.random.default_rng(seed).permutation(len(uniq)) % k
+    return fold_of[inv]
+
+
+class FoldedRidge:
+    """Ridge probes from one feature matrix to many targets, k-fold cross-validated by story.
+
+    Features are standardised once (an unsupervised step), and per-fold Gram matrices are
+    computed once, so each target costs O(n p d) instead of a refit per fold and strength. The
+    ridge strength is chosen per target on an inner split (train on the folds other than 0 and
+    1, validate on fold 1) and used in every fold."""
+
+    def __init__(self, x: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0):
+        x = np.asarray(x, dtype=np.float64)
+        if len(x) < 10:
+            raise HmmLangError(f"a probe needs at least 10 rows, got {len(x)}")
+        self.k = k
+        self.fold = _folds(groups, k, seed)
+        xs = (x - x.mean(0)) / (x.std(0) + 1e-8)
+        self.x = np.concatenate([xs, np.ones((len(xs), 1))], 1)  # intercept column, unpenalised
+        self.rows = [np.flatnonzero(self.fold == f) for f in range(k)]
+        self.gram = [self.x[r].T @ self.x[r] for r in self.rows]
+
+    def _solve(self, folds: list[int], cross: list[np.ndarray], alpha: float) -> np.ndarray:
+        g = sum(self.gram[f] for f in folds)
+        n = sum(len(self.rows[f]) for f in folds)
+        pen = alpha * n * np.eye(g.shape[0])
+        pen[-1, -1] = 0.0
+        return np.linalg.solve(g + pen, sum(cross[f] for f in folds))
+
+    def predict(self, y: np.ndarray) -> np.ndarray:
+        """(n, d) out-of-fold predictions of ``y``."""
+        y = np.asarray(y, dtype=np.float64)
+        cross = [self.x[r].T @ y[r] for r in self.rows]
+        inner = [f for f in range(self.k) if f not in (0, 1)] or [0]
+        val = self.rows[1 % self.k]
+        best = max(
+            ALPHAS,
+            key=lambda a: r2_score(y[val], self.x[val] @ self._solve(inner, cross, a)),
+        )
+        pred = np.empty_like(y)
+        for f in range(self.k):
+            w = self._solve([g for g in range(self.k) if g != f], cross, best)
+            pred[self.rows[f]] = self.x[self.rows[f]] @ w
+        return pred
+
+
+def cv_predictions(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0
+) -> np.ndarray:
+    """(n, d) out-of-fold ridge predictions of ``y`` from ``x`` (see :class:`FoldedRidge`)."""
+    if len(x) != len(y):
+        raise HmmLangError(f"a probe needs matching rows (got {len(x)} and {len(y)})")
+    return FoldedRidge(x, groups, k, seed).predict(y)
+
+
+def cv_token_means(
+    tokens: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0
+) -> np.ndarray:
+    """(n, d) out-of-fold mean of ``y`` over the training folds' positions with the same
+    current token (the global mean for a token unseen there): the best any probe that sees
+    only the current token can do, cross-fitted like :func:`cv_predictions`."""
+    y = np.asarray(y, dtype=np.float64)
+    fold = _folds(groups, k, seed)
+    pred = np.empty_like(y)
+    v = int(tokens.max()) + 1
+    for f in range(k):
+        tr = fold != f
+        sums = np.zeros((v, y.shape[1]))
+        np.add.at(sums, tokens[tr], y[tr])
+        counts = np.bincount(tokens[tr], minlength=v)
+        means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], y[tr].mean(0))
+        pred[~tr] = means[tokens[~tr]]
+    return pred
+
+
+@dataclass
+class StoryBootstrap:
+    """Story-bootstrap resamples (counts per story) shared by every R^2 of one table, so
+    differences between rows are paired."""
+
+    counts: np.ndarray  # (B, S) how often each story is drawn in each resample
+    story_of: np.ndarray  # (n,) story index 0..S-1 of each position
+
+    @classmethod
+    def draw(cls, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> StoryBootstrap:
+        uniq, inv = np.unique(groups, return_inverse=True)
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(len(uniq), np.full(len(uniq), 1 / len(uniq)), size=n_boot)
+        return cls(counts.astype(np.float64), inv)
+
+    def _sums(self, y: np.ndarray, pred: np.ndarray):
+        s = self.counts.shape[1]
+        n = np.bincount(self.story_of, minlength=s).astype(np.float64)
+        sse = np.bincount(self.story_of, ((y - pred) ** 2).sum(1), minlength=s)
+        sq = np.bincount(self.story_of, (y**2).sum(1), minlength=s)
+        s1 = np.zeros((s, y.shape[1]))
+        np.add.at(s1, self.story_of, y)
+        return n, sse, sq, s1
+
+    def r2(self, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        """(B,) pooled R^2 of ``pred`` on each resample of the stories."""
+        n, sse, sq, s1 = self._sums(np.asarray(y, np.float64), np.asarray(pred, np.float64))
+        c = self.counts
+        tot_n, tot_sse, tot_sq = c @ n, c @ sse, c @ sq
+        sst = tot_sq - ((c @ s1) ** 2).sum(1) / tot_n
+        return 1 - tot_sse / np.maximum(sst, 1e-300)
+
+
+def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

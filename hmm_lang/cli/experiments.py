@@ -33,22 +33,35 @@ def cmd_ladder(args) -> None:
 
 def cmd_beliefs(args) -> None:
     from hmm_lang.errors import HmmLangError
-    from hmm_lang.experiments.beliefs import run_beliefs
+    from hmm_lang.experiments.beliefs import SMOKE, run_beliefs
     from hmm_lang.hmm.model import CategoricalHMM
     from hmm_lang.runs import find_run
 
-    if args.tokens < 1 or args.states < 1 or args.iters < 1:
-        raise HmmLangError("--tokens, --states and --iters must be at least 1")
+    sizes = dict(
+        states=args.states, iters=args.iters, n_tokens=args.tokens, k_folds=args.k_folds,
+        n_boot=args.n_boot, top_tokens=args.top_tokens,
+    )  # fmt: skip
+    if args.smoke:
+        sizes |= {k: v for k, v in SMOKE.items() if getattr(args, _FLAG[k]) is None}
+    sizes = {k: (DEFAULTS[k] if v is None else v) for k, v in sizes.items()}
+    if min(sizes.values()) < 1 or sizes["k_folds"] < 2 or sizes["n_boot"] < 10:
+        raise HmmLangError(
+            "--tokens, --states, --iters, --top-tokens must be >= 1, --k-folds >= 2, --n-boot >= 10"
+        )
     hmm = CategoricalHMM.load(args.hmm)[0] if args.hmm else None
-    out, rows, kl, _ = run_beliefs(
-        find_run(args.run, args.out_dir), hmm, args.out_dir, args.states, args.iters, args.tokens
-    )
-    for r in rows:
-        print(f"{r['features']:>32} {r['control']:>16}  R^2 {r['r2']:.4f}")
+    out, rows, kl, _ = run_beliefs(find_run(args.run, args.out_dir), hmm, args.out_dir, **sizes)
+    print((out / "beliefs.md").read_text())
     print(
         f"KL(transformer || HMM) {kl['kl_transformer_hmm_nats']:.4f} nats, reverse {kl['kl_hmm_transformer_nats']:.4f}"
     )
     print(f"run folder: {out}")
+
+
+DEFAULTS = dict(states=256, iters=300, n_tokens=200_000, k_folds=5, n_boot=1000, top_tokens=256)
+_FLAG = dict(
+    states="states", iters="iters", n_tokens="tokens", k_folds="k_folds", n_boot="n_boot",
+    top_tokens="top_tokens",
+)  # fmt: skip
 
 
 def cmd_starts(args) -> None:
@@ -114,9 +127,13 @@ def register(sub) -> None:
     q.add_argument("--run", default=None, help="transformer run (default: the newest)")
     q.add_argument("--hmm", default=None, help="a fitted HMM model.pt with the run's tokenizer")
     q.add_argument(
-        "--states", type=int, default=64, help="K of the HMM fitted when --hmm is not given"
+        "--states", type=int, default=None, help="K of the HMM fitted when --hmm is not given (256)"
     )
-    q.add_argument("--iters", type=int, default=10)
-    q.add_argument("--tokens", type=int, default=20_000, help="validation positions probed")
+    q.add_argument("--iters", type=int, default=None, help="EM iteration cap (300; stops on dev)")
+    q.add_argument("--tokens", type=int, default=None, help="validation positions probed (200k)")
+    q.add_argument("--k-folds", type=int, default=None, help="folds by story (5)")
+    q.add_argument("--n-boot", type=int, default=None, help="story-bootstrap resamples (1000)")
+    q.add_argument("--top-tokens", type=int, default=None, help="tokens of ahead2/3, logits (256)")
+    q.add_argument("--smoke", action="store_true", help="tiny sizes: runs in seconds")
     q.add_argument("--out-dir", default="records")
     q.set_defaults(func=cmd_beliefs)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hmm_lang.analysis.probing import ridge_probe
 from hmm_lang.analysis.residual import residual_hooks
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.batching import LaneBatch
@@ -33,10 +32,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class BeliefData:
     beliefs: np.ndarray  # (n, K) HMM filtering distributions
-    features: dict[str, np.ndarray]  # name -> (n, d) activations at the same positions
+    features: dict[str, np.ndarray]  # name -> (n, d) activations at the same positions (float32)
     groups: np.ndarray  # (n,) story index, for the held-out split
     kl_transformer_hmm: float  # mean KL(P_transformer || P_hmm) over next tokens, nats
     kl_hmm_transformer: float
+    tokens: np.ndarray | None = None  # (n,) the current token x_p at each position
 
 
 def _story_batch(stream: TokenStream, n_tokens: int, n_ctx: int) -> list[np.ndarray]:
@@ -76,8 +76,11 @@ def collect_belief_data(
     bos_id: int,
     n_tokens: int = 20_000,
     batch_size: int = 32,
+    top_tokens: np.ndarray | None = None,
 ) -> BeliefData:
-    """Beliefs, residual streams (real and random model, every layer), embeddings, and KLs."""
+    """Beliefs, residual streams (real and random model, every layer), embeddings, and KLs.
+    With ``top_tokens``, the transformer's next-token log-probabilities of those tokens are
+    kept too, as feature ``logits``."""
     if hmm.vocab_size != stream.vocab_size:
         raise HmmLangError(
             f"the HMM has vocab {hmm.vocab_size} but the stream {stream.vocab_size}; fit the HMM "
@@ -87,7 +90,7 @@ def collect_belief_data(
     stories = _story_batch(stream, n_tokens, n_ctx)
     hooks = residual_hooks(len(model.model.blocks))
     feats: dict[str, list[np.ndarray]] = {}
-    beliefs, groups, kl_th, kl_ht = [], [], [], []
+    beliefs, groups, kl_th, kl_ht, toks = [], [], [], [], []
     emit_t = hmm.emit.double()
     for a in range(0, len(stories), batch_size):
         chunk = stories[a : a + batch_size]
@@ -104,12 +107,16 @@ def collect_belief_data(
             pos = np.arange(1, len(s))  # input positions holding x_1..x_{T-1}: next token exists
             beliefs.append(alpha[i, pos - 1].double().numpy())
             groups.append(np.full(len(pos), a + i))
+            toks.append(s[pos - 1])
             for h in hooks:
-                feats.setdefault(h, []).append(cache[h][i, pos].double().numpy())
-                feats.setdefault(f"random:{h}", []).append(rcache[h][i, pos].double().numpy())
-            feats.setdefault("embedding", []).append(cache["hook_embed"][i, pos].double().numpy())
+                feats.setdefault(h, []).append(cache[h][i, pos].float().numpy())
+                feats.setdefault(f"random:{h}", []).append(rcache[h][i, pos].float().numpy())
+            feats.setdefault("embedding", []).append(cache["hook_embed"][i, pos].float().numpy())
             p_hmm = (alpha[i, pos - 1].double() @ hmm.trans.double()) @ emit_t  # (n, V)
             log_t = torch.log_softmax(logits[i, pos].double(), -1)
+            if top_tokens is not None:
+                top = torch.as_tensor(top_tokens)
+                feats.setdefault("logits", []).append(log_t[:, top].float().numpy())
             log_h = torch.log(p_hmm.clamp(min=1e-300))
             kl_th.append(float((log_t.exp() * (log_t - log_h)).sum()))
             kl_ht.append(float((p_hmm * (log_h - log_t)).sum()))
@@ -120,42 +127,8 @@ def collect_belief_data(
         np.concatenate(groups),
         sum(kl_th) / n,
         sum(kl_ht) / n,
+        np.concatenate(toks).astype(np.int64),
     )
-
-
-def probe_table(data: BeliefData, seed: int = 0) -> list[dict]:
-    """Held-out R^2 of every feature set, plus the shuffled-beliefs control per layer."""
-    rng = np.random.default_rng(seed)
-    shuffled = data.beliefs[rng.permutation(len(data.beliefs))]
-    rows = []
-    for name, x in data.features.items():
-        kind = (
-            "embedding"
-            if name == "embedding"
-            else ("random init" if name.startswith("random:") else "trained")
-        )
-        r = ridge_probe(x, data.beliefs, data.groups, seed=seed)
-        rows.append(
-            {
-                "features": name.removeprefix("random:"),
-                "control": kind,
-                "r2": r.r2,
-                "alpha": r.alpha,
-                "n_test": r.n_test,
-            }
-        )
-        if kind == "trained":
-            s = ridge_probe(x, shuffled, data.groups, seed=seed)
-            rows.append(
-                {
-                    "features": name,
-                    "control": "shuffled beliefs",
-                    "r2": s.r2,
-                    "alpha": s.alpha,
-                    "n_test": s.n_test,
-                }
-            )
-    return rows
 
 
 def dominant_states(hmm: CategoricalHMM, n_iter: int = 200) -> np.ndarray:
@@ -167,54 +140,40 @@ def dominant_states(hmm: CategoricalHMM, n_iter: int = 200) -> np.ndarray:
     return (pi[:, None] * hmm.emit.double()).argmax(0).numpy()
 
 
-def r2_figure(rows: list[dict]):
-    """Held-out R^2 per residual hook for the trained model and its controls."""
-    import plotly.graph_objects as go
+SMOKE = dict(states=8, iters=2, n_tokens=1500, k_folds=3, n_boot=50, top_tokens=32)
 
-    fig = go.Figure()
-    for control, dash in (
-        ("trained", "solid"),
-        ("random init", "dash"),
-        ("shuffled beliefs", "dot"),
-    ):
-        pts = [r for r in rows if r["control"] == control]
-        fig.add_trace(
-            go.Scatter(
-                x=[r["features"] for r in pts],
-                y=[r["r2"] for r in pts],
-                mode="lines+markers",
-                name=control,
-                line=dict(dash=dash),
-            )
-        )
-    emb = [r["r2"] for r in rows if r["control"] == "embedding"]
-    if emb:
-        fig.add_hline(
-            y=emb[0], line_dash="dashdot", annotation_text=f"token embedding only: {emb[0]:.3f}"
-        )
-    fig.update_layout(
-        title="HMM belief state from the residual stream: held-out R^2",
-        xaxis_title="residual stream",
-        yaxis_title="R^2",
-        template="plotly_white",
-    )
-    return fig
+
+def belief_diagnostics(beliefs: np.ndarray) -> dict:
+    """How peaked the beliefs are: what made the plain ``belief`` target nearly a function of
+    the current token in the first version of this experiment."""
+    p = np.clip(beliefs, 1e-300, 1)
+    ent = -(p * np.log2(p)).sum(1)
+    return {
+        "mean_entropy_bits": float(ent.mean()),
+        "median_entropy_bits": float(np.median(ent)),
+        "share_top_state_above_0.9": float((beliefs.max(1) > 0.9).mean()),
+    }
 
 
 def run_beliefs(
     run_path,
     hmm: CategoricalHMM | None,
     out_dir,
-    states: int = 64,
-    iters: int = 10,
-    n_tokens: int = 20_000,
+    states: int = 256,
+    iters: int = 300,
+    n_tokens: int = 200_000,
     seed: int = 0,
     figure_tokens: int = 1024,
+    k_folds: int = 5,
+    n_boot: int = 1000,
+    top_tokens: int = 256,
+    progress: bool = True,
 ):
-    """Fit (or take) an HMM on the run's tokens, probe, write ``<out_dir>/<time>_beliefs/``.
+    """Fit (or take) an HMM on the run's training tokens, probe every target against every
+    control, write ``<out_dir>/<time>_beliefs/`` (beliefs.csv, beliefs.md, figures).
 
-    The embedding figure shows the ``figure_tokens`` most frequent tokens, grouped by state.
-    """
+    The HMM follows the fit protocol (choices on a dev split of the training stories); the
+    probes read validation stories only."""
     import copy
 
     from hmm_lang.analysis.embeddings import (
@@ -224,7 +183,9 @@ def run_beliefs(
         token_labels,
     )
     from hmm_lang.atomic import write_json, write_text, write_yaml
+    from hmm_lang.experiments.belief_probes import belief_targets, probe_rows, token_mean_beliefs
     from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
+    from hmm_lang.plots.beliefs import belief_geometry_figure, belief_r2_figure
     from hmm_lang.plots.embeddings import coarse_grained_figure
     from hmm_lang.plots.export import save_figure
     from hmm_lang.records import mark_complete, new_run_dir, write_environment
@@ -233,44 +194,79 @@ def run_beliefs(
     from hmm_lang.tokenizer import BOS
     from hmm_lang.transformer import HookedTransformerModel
 
+    if min(states, iters, n_tokens, top_tokens) < 1 or k_folds < 2 or n_boot < 10:
+        raise HmmLangError(
+            "--states, --iters, --tokens and --top-tokens must be >= 1, --k-folds >= 2, "
+            "--n-boot >= 10"
+        )
     run = load_run(run_path)
     train, valid = run_streams(run)
     out = new_run_dir(out_dir, "beliefs")
-    write_yaml(
-        out / "config.yaml",
-        {
-            "run": str(run.path),
-            "states": states,
-            "iters": iters,
-            "n_tokens": n_tokens,
-            "seed": seed,
-        },
-    )
+    settings = dict(states=states, iters=iters, n_tokens=n_tokens, seed=seed, k_folds=k_folds)
+    settings |= dict(n_boot=n_boot, top_tokens=top_tokens)
+    write_yaml(out / "config.yaml", {"run": str(run.path), **settings})
     write_environment(out)
     if hmm is None:
-        hmm = fit_hmm(train, valid, HMMFitConfig(states=states, max_iters=iters, seed=seed)).model
+        fit = fit_hmm(train, None, HMMFitConfig(states=states, max_iters=iters, seed=seed))
+        hmm = fit.model
         hmm.save(out / "hmm.pt")
+        write_json(
+            out / "hmm_metrics.json", {k: v for k, v in fit.metrics().items() if k != "history"}
+        )
     rcfg = copy.deepcopy(run.config)
     rcfg.model.seed = run.config.model.seed + 1000
     random_model = HookedTransformerModel(rcfg).eval()
     bos = run.tokenizer.convert_tokens_to_ids(BOS)
-    data = collect_belief_data(run.model, random_model, hmm, valid, bos, n_tokens=n_tokens)
-    rows = probe_table(data, seed=seed)
-    write_csv(out / "r2.csv", rows)
-    table = ["| features | control | held-out R^2 |", "|---|---|---|"]
-    table += [f"| {r['features']} | {r['control']} | {r['r2']:.4f} |" for r in rows]
-    write_text(out / "r2.md", "\n".join(table) + "\n")
+    counts = token_counts(train, len(run.tokenizer))
+    top = np.argsort(-counts, kind="stable")[:top_tokens]
+    data = collect_belief_data(
+        run.model, random_model, hmm, valid, bos, n_tokens=n_tokens, top_tokens=top
+    )
+    # E[eta | token] from training positions (about as many as probed), never validation
+    budget, train_stories = 2 * n_tokens, []
+    for s in train.stories():
+        train_stories.append(s)
+        budget -= len(s)
+        if budget <= 0:
+            break
+    means = token_mean_beliefs(hmm, train_stories, hmm.vocab_size)
+    targets = belief_targets(hmm, data.beliefs, data.tokens, means, top)
+    rows, preds = probe_rows(
+        data.features, targets, data.tokens, data.groups, k_folds, n_boot, seed, progress
+    )
+    write_csv(out / "beliefs.csv", rows)
+    table = [
+        "| target | features | control | R^2 [95% CI] | above token baseline [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
+    table += [
+        f"| {r['target']} | {r['features']} | {r['control']} | {r['r2']:.4f} "
+        f"[{r['r2_lo']:.4f}, {r['r2_hi']:.4f}] | {r['above_token']:+.4f} "
+        f"[{r['above_lo']:+.4f}, {r['above_hi']:+.4f}] |"
+        for r in rows
+    ]
+    write_text(out / "beliefs.md", "\n".join(table) + "\n")
     kl = {
         "kl_transformer_hmm_nats": data.kl_transformer_hmm,
         "kl_hmm_transformer_nats": data.kl_hmm_transformer,
         "positions": len(data.beliefs),
+        "stories": int(len(np.unique(data.groups))),
+        **belief_diagnostics(data.beliefs),
     }
     write_json(out / "kl.json", kl)
-    figs = {"r2_by_layer": r2_figure(rows)}
+    layer_preds = {f: p for f, p in preds["history"].items() if f.startswith("blocks.")}
+    layer_preds = {f: p for f, p in layer_preds.items() if "+logits" not in f}
+    figs = {
+        "r2_by_layer": belief_r2_figure(rows),
+        "history_geometry": belief_geometry_figure(
+            targets["history"], layer_preds, data.beliefs.argmax(1),
+            title="history target (belief minus its mean given the token): PCA of the truth "
+            "and of each layer's probe",
+        ),
+    }  # fmt: skip
     groups = dominant_states(hmm)
-    counts = token_counts(train, len(run.tokenizer))
-    top = np.argsort(-counts, kind="stable")[:figure_tokens]
-    order = top[order_by_groups(groups[top])]
+    top_fig = np.argsort(-counts, kind="stable")[:figure_tokens]
+    order = top_fig[order_by_groups(groups[top_fig])]
     sim = cosine_similarity_matrix(run.model.model.W_E.detach()[torch.as_tensor(order)]).numpy()
     _, block = np.unique(groups[order], return_inverse=True)
     figs["embedding_by_hmm_state"] = coarse_grained_figure(
