@@ -221,6 +221,7 @@ def resolve_config_path(path: str | Path) -> Path:
 
 
 def load_config(path: str | Path) -> RunConfig:
+    """The :class:`RunConfig` of a YAML file (or a name in ``configs/``, e.g. ``tiny``)."""
     p = resolve_config_path(path)
     try:
         data = yaml.safe_load(p.read_text())

@@ -215,6 +215,26 @@ class UnigramModel:
         return self.log_probs[np.concatenate(sequences).astype(np.int64)]
 
 
+def fit_ngram(train, order: int = 5, bos_id: int | None = None, vocab_size: int | None = None):
+    """A Kneser-Ney ``order``-gram (``order`` 1: the add-one unigram) fitted to ``train``, a
+    :class:`~hmm_lang.pretokenize.TokenStream` or a list of token arrays. ``bos_id`` (the
+    context of a story's first token) defaults to the stream's end-of-story id."""
+    from hmm_lang.errors import HmmLangError
+
+    if order < 1:
+        raise HmmLangError(f"the n-gram order must be at least 1, got {order}")
+    if hasattr(train, "stories"):
+        seqs, v = train.stories(), vocab_size or train.vocab_size
+        bos = train.eos_id if bos_id is None else bos_id
+    else:
+        seqs = list(train)
+        v = vocab_size or int(max(int(np.max(s)) for s in seqs)) + 1
+        bos = 0 if bos_id is None else bos_id
+    if order == 1:
+        return UnigramModel(v).fit(seqs)
+    return KneserNeyModel(order, v, bos).fit(seqs)
+
+
 def fit_and_score(train, valid, order: int, bos_id: int, modified: bool = True):
     """Fit on a training ``TokenStream``, score a validation one: ``(model, Score, seconds)``.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,6 +221,46 @@ class ParquetSource(StorySource):
 
     def n_stories(self) -> int:
         return self._file.metadata.num_rows
+
+
+class ListSource(StorySource):
+    """Stories held in memory (a list of strings), e.g. for ``train_tokenizers([...])``."""
+
+    def __init__(self, stories: list[str], name: str = "stories"):
+        bad = next((s for s in stories if not isinstance(s, str)), None)
+        if bad is not None:
+            raise HmmLangError(f"every story must be a string, got a {type(bad).__name__}")
+        self.stories = [s.strip() for s in stories if s.strip()]
+        self.name = name
+
+    def iter_batches(self, batch_size: int = 1000) -> Iterator[list[str]]:
+        return _batched(iter(self.stories), batch_size, self.name)
+
+    def fingerprint(self) -> str:
+        h = hashlib.blake2b(digest_size=8)
+        for s in self.stories:
+            h.update(s.encode("utf-8") + b"\0")
+        return "list-" + h.hexdigest()
+
+    def n_stories(self) -> int:
+        return len(self.stories)
+
+
+def as_source(data) -> StorySource:
+    """A :class:`StorySource` from a source, a path (every story of the file), or a list of
+    strings."""
+    if isinstance(data, StorySource):
+        return data
+    if isinstance(data, (list, tuple)):
+        return ListSource(list(data))
+    if isinstance(data, (str, os.PathLike)):
+        from hmm_lang.corpus import open_source
+
+        return open_source(data)
+    raise HmmLangError(
+        f"cannot read stories from a {type(data).__name__}; give a path, a list of strings or a "
+        "StorySource (e.g. load_corpus(...).train)"
+    )
 
 
 class SyntheticSource(StorySource):

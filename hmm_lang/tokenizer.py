@@ -86,8 +86,10 @@ def train_tokenizer(
     """
     from transformers import PreTrainedTokenizerFast
 
+    from hmm_lang.sources import as_source
     from tokenizers import ByteLevelBPETokenizer
 
+    source = as_source(source)
     check_vocab_size(vocab_size)
     spec = TokenizerSpec(vocab_size, source.fingerprint(), min_frequency)
     cdir, hdir = custom_dir(out_dir, vocab_size), hf_dir(out_dir, vocab_size)
@@ -148,7 +150,11 @@ def train_tokenizers(
     out_dir: str | Path = "tokenizers",
     force: bool = False,
 ) -> dict[int, Path]:
-    """Train (or reuse) one tokenizer per vocab size; returns ``{V: HF dir}``."""
+    """Train (or reuse) one tokenizer per vocab size; returns ``{V: HF dir}``. ``source`` is a
+    :class:`StorySource`, a path (every story of the file) or a list of strings."""
+    from hmm_lang.sources import as_source
+
+    source = as_source(source)
     for v in vocab_sizes:
         check_vocab_size(v)  # fail before any training, not after the first size
     return {v: train_tokenizer(source, v, out_dir, force=force) for v in vocab_sizes}

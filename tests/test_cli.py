@@ -41,3 +41,29 @@ def test_tokenizers_and_stats_commands(tmp_path, capsys):
     assert main(["stats", *args, "--tokenizers-dir", str(tok), "--out", str(out)]) == 0
     assert (out / "rank_frequency.html").exists() and (out / "token_stats.csv").exists()
     assert len((out / "token_stats.csv").read_text().splitlines()) == 3
+
+
+def test_public_api_and_its_reference_page():
+    """Every public name resolves, and docs/api.md is what the generator writes today."""
+    from pathlib import Path
+
+    import hmm_lang
+    from hmm_lang.apidoc import api_markdown
+
+    for name in hmm_lang.__all__:
+        assert getattr(hmm_lang, name) is not None
+    page = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+    assert page.read_text() == api_markdown(), "run python -m hmm_lang.apidoc"
+
+
+def test_train_tokenizers_accepts_a_path_or_a_list(tmp_path):
+    from hmm_lang import load_tokenizer, train_tokenizers
+    from hmm_lang.synthetic import generate_stories
+
+    stories = list(generate_stories(300, seed=0))
+    path = tmp_path / "stories.txt"
+    path.write_text("".join(f"{s}\n<|endoftext|>\n" for s in stories))
+    a = train_tokenizers(str(path), (300,), tmp_path / "a")[300]
+    b = train_tokenizers(stories, (300,), tmp_path / "b")[300]
+    enc = lambda d: load_tokenizer(d)("Tom saw a cat.")["input_ids"]  # noqa: E731
+    assert enc(a) == enc(b)

@@ -63,6 +63,9 @@ def cluster_layout(cluster: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np
 
 @dataclass
 class BlockedHMM:
+    """Blocked-emission HMM: M token clusters with n states each (see the module docstring);
+    exact log-likelihood, posteriors, filtering beliefs, Viterbi, sampling, EM statistics."""
+
     cluster: torch.Tensor  # (V,) int64 cluster of each token
     pairs: torch.Tensor  # (P,) int64 sorted keys a * M + b of the cluster pairs seen in training
     blocks: torch.Tensor  # (P, n, n) T[(a, i), (b, j)]; rows sum to 1 over all blocks of a

@@ -66,6 +66,9 @@ class ClonedStats:
 
 @dataclass
 class ClonedHMM:
+    """Cloned HMM: each token owns clone states that emit only it, with a Kneser-Ney escape
+    for unseen bigrams (see the module docstring)."""
+
     bigrams: torch.Tensor  # (B,) int64 sorted keys u * V + v of the bigrams seen in training
     blocks: torch.Tensor  # (B, n, n) T[(u, c), (v, c')]; rows sum to 1 over all blocks of u
     start: torch.Tensor  # (V, n) P(s_1 = (v, c)); sums to 1

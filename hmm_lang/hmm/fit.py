@@ -157,6 +157,9 @@ def fit_settings(path: str | Path) -> dict:
 
 @dataclass
 class FitResult:
+    """A fitted HMM, its curves, its dev (and validation) scores and what was chosen on dev;
+    ``metrics()`` is the run's metrics.json."""
+
     model: CategoricalHMM | ClonedHMM | BlockedHMM
     history: list[dict]  # the kept run's curve: train and dev nats per iteration
     dev_score: Score
