@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= cpu
 DATA ?= default
 
-.PHONY: run test lint browser notebooks bench clean-venv
+.PHONY: run test lint browser notebooks bench lab clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,11 @@ browser:
 
 test: lint browser
 	$(PY) -m pytest
+
+# JupyterLab from the project's venv (the `lab` extra: jupyterlab, ipywidgets, kaleido)
+lab: $(VENV)/.installed browser
+	$(PY) -m pip install -q -e ".[lab]"
+	$(VENV)/bin/jupyter lab notebooks/
 
 notebooks: $(VENV)/.installed
 	$(VENV)/bin/hmm-lang notebooks $(if $(RUN),--run $(RUN))

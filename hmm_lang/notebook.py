@@ -3,6 +3,10 @@
 Notebooks call :func:`setup` in their first code cell. ``HMM_LANG_SMOKE=1`` (set by the test
 suite) shrinks every experiment to seconds; ``HMM_LANG_HOME`` moves ``tokenizers/`` and
 ``records/`` (default: the repository root, the parent of ``notebooks/``).
+
+Figures: in every mode the kernel's plotly renderer is ``plotly_mimetype+notebook``: JupyterLab
+draws the plotly mimetype, and each output also carries HTML (plotly.js is embedded once, in
+the set-up cell's output), so an nbconvert HTML export draws every figure offline.
 """
 
 from __future__ import annotations
@@ -39,11 +43,13 @@ def setup(smoke: bool | None = None, profile: str = "cpu") -> NotebookEnv:
         cwd = Path.cwd()
         home = cwd.parent if cwd.name == "notebooks" else cwd
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if smoke:  # small outputs in tests; otherwise plotly's default renders inline in Jupyter
-        import plotly.io as pio
+    import plotly.io as pio
 
-        pio.renderers.default = "json"
+    pio.renderers.default = RENDERER
     return NotebookEnv(bool(smoke), Path(home), PROFILES["smoke" if smoke else profile])
+
+
+RENDERER = "plotly_mimetype+notebook"
 
 
 def ensure_run(env: NotebookEnv, run: str | Path | None = None) -> Path:
@@ -82,19 +88,22 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def execute_notebooks(
-    run: str | Path,
+    run: str | Path | None,
     out_dir: str | Path | None = None,
     smoke: bool = False,
     names: list[str] | None = None,
 ) -> list[Path]:
     """Execute the ordered notebooks against ``run`` and save executed copies and HTML exports
-    into ``<out_dir or run>/notebooks/``. The run is injected after each parameters cell."""
+    into ``<out_dir or run>/notebooks/``. The run is injected after each parameters cell; with
+    ``run`` None (smoke mode) the notebooks train their own tiny run."""
     import nbformat
     from nbclient import NotebookClient
 
     from hmm_lang.atomic import write_text
 
-    run = Path(run).resolve()
+    if run is None and out_dir is None:
+        raise ValueError("give a run or an output folder")
+    run = Path(run).resolve() if run is not None else None
     out = Path(out_dir or run) / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -103,7 +112,8 @@ def execute_notebooks(
             continue
         nb = nbformat.read(path, as_version=4)
         idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-        injected = f"# injected by hmm-lang notebooks\nRUN = {str(run)!r}\nSMOKE = {smoke!r}"
+        run_text = repr(str(run)) if run is not None else "None"
+        injected = f"# injected by hmm-lang notebooks\nRUN = {run_text}\nSMOKE = {smoke!r}"
         nb.cells.insert(idx + 1, nbformat.v4.new_code_cell(injected))
         NotebookClient(
             nb,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def environment() -> dict:
     except (OSError, subprocess.SubprocessError):
         rev = ""
     return {
+        "cwd": os.getcwd(),  # relative paths in the run's config are relative to this
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,

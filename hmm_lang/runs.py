@@ -84,15 +84,38 @@ def load_run(
 __all__ = ["Run", "check_run_split", "config_streams", "find_run", "load_run", "run_streams"]
 
 
-def config_streams(cfg: RunConfig, tokenizer_dir):
-    """Training and validation token streams of a config's corpus under ``tokenizer_dir``."""
+def resolve_data_path(path: str | None, run_dir: str | Path | None = None) -> str | None:
+    """A run's data path, found from wherever the caller stands: as written if it exists (or
+    is a name like ``default``), else relative to the folder the run was started from (its
+    environment.json), else to the repository root. Notebooks run from ``notebooks/``."""
+    if path is None or path in ("default", "tinystories") or Path(path).is_absolute():
+        return path
+    if Path(path).exists():
+        return path
+    bases = []
+    if run_dir is not None:
+        try:
+            env = json.loads((Path(run_dir) / "environment.json").read_text())
+            bases.append(Path(env["cwd"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    bases.append(Path(__file__).resolve().parents[1])
+    for base in bases:
+        if (base / path).exists():
+            return str(base / path)
+    return path
+
+
+def config_streams(cfg: RunConfig, tokenizer_dir, run_dir=None):
+    """Training and validation token streams of a config's corpus under ``tokenizer_dir``
+    (relative data paths of a run are found with :func:`resolve_data_path`)."""
     from hmm_lang.corpus import load_corpus
     from hmm_lang.pretokenize import pretokenize
 
     d = cfg.data
     corpus = load_corpus(
-        d.data,
-        d.valid,
+        resolve_data_path(d.data, run_dir),
+        resolve_data_path(d.valid, run_dir),
         max_stories=d.max_stories,
         valid_fraction=d.valid_fraction,
         seed=d.split_seed,
@@ -102,7 +125,7 @@ def config_streams(cfg: RunConfig, tokenizer_dir):
 
 def run_streams(run: Run):
     """The run's training and validation token streams (its corpus, under its own tokenizer)."""
-    return config_streams(run.config, run.path / "tokenizer")
+    return config_streams(run.config, run.path / "tokenizer", run.path)
 
 
 def token_counts(stream, vocab_size: int):
@@ -122,7 +145,13 @@ def check_run_split(run_path: str | Path, corpus: Corpus) -> None:
         raise HmmLangError(f"{path} is not a transformer run folder (config.yaml missing)")
     d = load_config(path / "config.yaml").data
     try:
-        theirs = load_corpus(d.data, d.valid, d.max_stories, d.valid_fraction, d.split_seed)
+        theirs = load_corpus(
+            resolve_data_path(d.data, path),
+            resolve_data_path(d.valid, path),
+            d.max_stories,
+            d.valid_fraction,
+            d.split_seed,
+        )
         fp = theirs.split_fingerprint()
     except HmmLangError as e:
         raise HmmLangError(f"cannot open the corpus of run {path}: {e}") from None

@@ -163,3 +163,64 @@ def test_save_figure_writes_html_and_never_fails_on_png(tmp_path):
 
     paths = save_figure(go.Figure(go.Scatter(x=[1], y=[2])), tmp_path, "f")
     assert paths[0].name == "f.html" and "<html>" in paths[0].read_text()[:100]
+
+
+def test_attention_figure_keeps_repeated_tokens_apart_and_stays_causal():
+    from hmm_lang.plots.circuits import attention_patterns_figure
+
+    n = 12
+    labels = ["the", " cat", " the", " cat"] * 3  # repeated tokens
+    causal = torch.tril(torch.rand(n, n))
+    causal = causal / causal.sum(1, keepdim=True)
+    fig = attention_patterns_figure(causal[None, None], labels)
+    tr = fig.data[0]
+    assert len(set(tr.x)) == n and len(set(tr.y)) == n  # one column and row per position
+    z = np.asarray(tr.z)
+    cols = np.asarray(tr.x)[None, :]
+    rows = np.asarray(tr.y)[:, None]
+    assert np.all(z[cols > rows] == 0)  # above the diagonal on its own axes: nothing
+
+
+def test_head_weight_panels_have_their_own_colour_scales():
+    from hmm_lang.plots.circuits import head_weights_figure
+
+    w = {
+        "W_Q": torch.randn(8, 4),
+        "W_K": 10 * torch.randn(8, 4),
+        "W_V": 0.1 * torch.randn(8, 4),
+        "W_O": torch.randn(4, 8),
+    }
+    fig = head_weights_figure(w, "head")
+    zmax = [t.zmax for t in fig.data]
+    assert len(set(zmax)) == 4
+    assert all(t.showscale is not False for t in fig.data)
+    xs = [t.colorbar.x for t in fig.data]
+    assert len(set(xs)) == 4  # four colour bars, each beside its panel
+
+
+def test_coarse_grained_colours_are_not_saturated_by_tiny_block_means():
+    from hmm_lang.plots.embeddings import coarse_grained_figure
+
+    rng = np.random.default_rng(0)
+    sim = np.clip(rng.normal(0, 0.2, size=(40, 40)), -1, 1)
+    np.fill_diagonal(sim, 1.0)
+    blocks = np.array([[0.004, -0.003], [-0.003, 0.002]])
+    fig = coarse_grained_figure(sim, [str(i) for i in range(40)], blocks)
+    panel = fig.data[1]
+    assert panel.zmax > 0.1  # tiny means sit near the middle of the scale, not at its ends
+    assert abs(blocks).max() / panel.zmax < 0.1
+
+
+def test_png_export_works_headless(tmp_path):
+    """With the `lab` extra (kaleido) and a Chrome/Chromium, figures are saved as PNG too."""
+    pytest.importorskip("kaleido")
+    import plotly.graph_objects as go
+
+    import hmm_lang.plots.export as export
+
+    export._png_ok = None
+    paths = export.save_figure(go.Figure(go.Scatter(y=[1, 3, 2])), tmp_path, "f")
+    if export._png_ok is False:
+        pytest.skip("kaleido found no Chrome/Chromium")
+    png = tmp_path / "f.png"
+    assert png in paths and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

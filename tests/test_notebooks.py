@@ -52,3 +52,42 @@ def test_hmm_lang_notebooks_saves_executed_copies_and_html(tmp_path, monkeypatch
     executed = nbformat.read(run / "notebooks" / "03_embeddings.ipynb", as_version=4)
     assert str(run) in executed.cells[2].source  # the injected run
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+
+
+def test_smoke_notebooks_need_no_run_and_exports_draw_every_figure(tmp_path, monkeypatch):
+    """`HMM_LANG_SMOKE=1 hmm-lang notebooks` with no trained run: the notebook trains its own,
+    and its HTML export, opened offline in headless Chromium, draws one figure per figure
+    output."""
+    import re
+    import subprocess
+
+    from hmm_lang.cli import main
+    from tests.test_pipeline import _chromium
+
+    monkeypatch.setenv("HMM_LANG_SMOKE", "1")
+    monkeypatch.setenv("HMM_LANG_HOME", str(tmp_path))
+    assert main(["notebooks", "--only", "01_corpus_and_tokenizers"]) == 0
+    out = tmp_path / "records" / "notebooks"
+    nb = nbformat.read(out / "01_corpus_and_tokenizers.ipynb", as_version=4)
+    injected = next(c.source for c in nb.cells if "injected by hmm-lang" in c.source)
+    assert "SMOKE = True" in injected and "RUN = None" in injected
+    n_figs = sum(
+        "application/vnd.plotly.v1+json" in o.get("data", {})
+        for c in nb.cells
+        for o in c.get("outputs", [])
+    )
+    assert n_figs >= 1
+    html = (out / "01_corpus_and_tokenizers.html").read_text()
+    assert html.count("Plotly.newPlot(") >= n_figs
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs it)")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000",
+         "--enable-unsafe-swiftshader", "--dump-dom", (out / "01_corpus_and_tokenizers.html").as_uri()],
+        capture_output=True, text=True, timeout=180,
+    ).stdout  # fmt: skip
+    drawn = len(re.findall(r'class="[^"]*js-plotly-plot', dom))
+    assert drawn == n_figs, f"{drawn} figures drawn of {n_figs}"

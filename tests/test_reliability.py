@@ -156,3 +156,23 @@ def test_full_disk_during_torch_save_is_one_line(tmp_path, monkeypatch, tokenize
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: no space left on the device writing") and "model.pt" in err
     assert _nothing_in(tmp_path / "o")
+
+
+def test_run_with_a_relative_data_path_opens_from_another_folder(
+    tmp_path, tokenizers_dir, monkeypatch
+):
+    """Notebooks run from notebooks/: a run trained with --data stories.txt must still open."""
+    from hmm_lang.config import apply_overrides
+    from hmm_lang.runs import load_run, run_streams
+    from hmm_lang.synthetic import generate_stories
+    from hmm_lang.transformer.train import train
+    from tests.test_transformer import tiny_cfg
+
+    write_txt(tmp_path / "stories.txt", list(generate_stories(300, seed=0)))
+    monkeypatch.chdir(tmp_path)
+    cfg = apply_overrides(tiny_cfg(tokenizers_dir), ["data.data=stories.txt"])
+    run = train(cfg, tmp_path / "records", progress=False)
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    train_stream, valid = run_streams(load_run(run))
+    assert train_stream.n_stories > 0 and valid.n_stories > 0

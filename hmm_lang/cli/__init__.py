@@ -85,11 +85,24 @@ def cmd_run(args) -> None:
 
 
 def cmd_notebooks(args) -> None:
+    import os
+
     from hmm_lang.notebook import execute_notebooks
     from hmm_lang.runs import find_run
 
-    run = find_run(args.run, args.records_dir)
-    for path in execute_notebooks(run, smoke=args.smoke, names=args.only):
+    smoke = args.smoke or os.environ.get("HMM_LANG_SMOKE", "0") == "1"
+    records = args.records_dir
+    if records is None:
+        home = os.environ.get("HMM_LANG_HOME")
+        records = str(Path(home) / "records") if home else "records"
+    try:
+        run = find_run(args.run, records)
+    except HmmLangError:
+        if not smoke:
+            raise
+        run = None  # smoke mode: the notebooks train a tiny run of their own
+    out = None if run is not None else Path(records)
+    for path in execute_notebooks(run, out_dir=out, smoke=smoke, names=args.only):
         print(f"wrote {path}")
 
 
@@ -127,9 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "notebooks", help="execute the notebooks against a run; save copies and HTML"
     )
     p.add_argument("--run", default=None, help="transformer run folder (default: the newest)")
-    p.add_argument("--records-dir", default="records")
+    p.add_argument(
+        "--records-dir", default=None, help="default: $HMM_LANG_HOME/records, else records"
+    )
     p.add_argument("--only", nargs="*", default=None, help="notebook names, e.g. 03_embeddings")
-    p.add_argument("--smoke", action="store_true")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny sizes (also HMM_LANG_SMOKE=1); no run needed"
+    )
     p.set_defaults(func=cmd_notebooks)
 
     for register in _extra_commands():

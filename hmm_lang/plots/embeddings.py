@@ -40,8 +40,10 @@ def coarse_grained_figure(
 ) -> go.Figure:
     """The full matrix (left) beside its k x k block means (right), each with a colorbar.
 
-    ``blocks`` is the coarse-grained matrix of the same (already ordered) tokens; its colour
-    range is its own, since block means are much smaller than single similarities.
+    ``blocks`` is the coarse-grained matrix of the same (already ordered) tokens. Its colour
+    range is the 99th percentile of the single off-diagonal similarities: a block mean is
+    shown against what one pair of tokens typically reaches, so block means near 0 look near
+    0 (scaling to the largest block mean would saturate means of +-0.004).
     """
     k = blocks.shape[0]
     names = block_names or [f"block {i}" for i in range(k)]
@@ -52,7 +54,10 @@ def coarse_grained_figure(
         horizontal_spacing=0.15,
     )
     fig.add_trace(_heatmap(sim, labels, colorbar=dict(x=0.42, len=0.9, title="cos")), row=1, col=1)
-    lim = float(np.nanmax(np.abs(blocks))) or 1.0
+    s = np.asarray(sim, dtype=np.float64)
+    off = np.abs(s[~np.eye(len(s), dtype=bool)]) if len(s) > 1 else np.abs(s).ravel()
+    lim = float(np.nanpercentile(off, 99)) if off.size else 1.0
+    lim = max(lim, float(np.nanmax(np.abs(blocks))) * 1e-3, 1e-6)
     fig.add_trace(
         go.Heatmap(
             z=blocks,

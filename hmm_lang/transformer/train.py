@@ -208,7 +208,9 @@ def train(
             f"train.batch_tokens {tc.batch_tokens} is below n_ctx x processes "
             f"({cfg.model.n_ctx} x {world}); raise it"
         )
-    train_stream, valid_stream = config_streams(cfg, tokenizer_dir)
+    train_stream, valid_stream = config_streams(
+        cfg, tokenizer_dir, run_dir if resume is not None else None
+    )
     if valid_stream.n_stories == 0:
         raise HmmLangError("the validation split is empty; give it at least one story")
     if cfg.model.n_ctx > int(max(train_stream.offsets[1:] - train_stream.offsets[:-1])) + 1:
