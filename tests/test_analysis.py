@@ -141,6 +141,10 @@ def test_figures_have_traces_and_labels(tiny_model):
     assert fig.data[0].zmin == -1 and fig.data[0].zmax == 1
     assert fig.data[1].z.shape == (8, 8) and "t0" in fig.data[0].x[0]
     assert "cos" in fig.data[0].hovertemplate
+    # a subset is the most frequent tokens, and the title says so
+    sub = similarity_figure(tiny_model, tok, "embed", "id", 4, counts, max_tokens=16)
+    assert "16 most frequent" in sub.layout.title.text
+    assert sorted(int(t.split(":")[0]) for t in sub.data[0].x) == list(range(16))
     groups = np.arange(64) % 5
     fig = similarity_figure(tiny_model, tok, "unembed", "groups", counts=counts, groups=groups)
     assert fig.data[1].z.shape == (5, 5)
@@ -224,3 +228,24 @@ def test_png_export_works_headless(tmp_path):
         pytest.skip("kaleido found no Chrome/Chromium")
     png = tmp_path / "f.png"
     assert png in paths and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_v4096_similarity_heatmap_stays_small_and_fast(tmp_path):
+    """At V=4096 the full panel is drawn mean-pooled (512 x 512): the HTML stays well under
+    10 MB (it was ~100 MB)."""
+    import time
+
+    from hmm_lang.plots.embeddings import coarse_grained_figure
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4096, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sim = x @ x.T
+    t0 = time.perf_counter()
+    fig = coarse_grained_figure(sim, [f"tok{i}" for i in range(4096)], np.zeros((8, 8)))
+    path = tmp_path / "f.html"
+    fig.write_html(str(path), include_plotlyjs="cdn")
+    assert np.asarray(fig.data[0].z).shape == (512, 512)
+    assert "mean over 8 x 8" in fig.layout.annotations[0].text
+    assert path.stat().st_size < 10 * 2**20
+    assert time.perf_counter() - t0 < 30  # building and writing; not a timing test

@@ -66,13 +66,31 @@ def similarity_figure(
     """The similarity of W_E rows (or W_U columns), ordered, beside its k x k coarse-graining.
 
     Blocks are contiguous in the chosen order (equal id blocks, frequency bands...) or, with
-    ``ordering="groups"``, the groups themselves. ``max_tokens`` keeps the first tokens of the
-    order (the full 4096 x 4096 figure is about 100 MB of HTML).
+    ``ordering="groups"``, the groups themselves. ``max_tokens`` keeps the most frequent
+    tokens (the first ids when no counts are given), then orders them; the title says which.
+    Matrices above 512 tokens are drawn mean-pooled (see :func:`bin_matrix`).
     """
     vectors = embedding_vectors(model, which)
-    order = token_order(ordering, vectors, counts, groups)
-    if max_tokens is not None:
-        order = order[:max_tokens]
+    shown = f"all {vectors.shape[0]} tokens"
+    if max_tokens is not None and max_tokens < vectors.shape[0]:
+        if counts is not None:
+            keep = order_by_frequency(counts)[:max_tokens]
+            shown = f"the {max_tokens} most frequent tokens"
+        else:
+            keep = np.arange(max_tokens)
+            shown = f"token ids 0-{max_tokens - 1}"
+        if ordering == "id":
+            order = np.sort(keep)
+        else:
+            sub = token_order(
+                ordering,
+                vectors[torch.as_tensor(keep)],
+                counts[keep] if counts is not None else None,
+                np.asarray(groups)[keep] if groups is not None else None,
+            )
+            order = keep[sub]
+    else:
+        order = token_order(ordering, vectors, counts, groups)
     sim = cosine_similarity_matrix(vectors[torch.as_tensor(order)]).numpy()
     if ordering == "groups":
         labels_of = np.asarray(groups)[order]
@@ -82,7 +100,8 @@ def similarity_figure(
         block = equal_blocks(len(order), k)
         names = None
     blocks = coarse_grain(sim, block)
-    title = f"{'W_E rows' if which == 'embed' else 'W_U columns'}: cosine similarity, ordered by {ordering}"
+    what = "W_E rows" if which == "embed" else "W_U columns"
+    title = f"{what}: cosine similarity of {shown}, ordered by {ordering}"
     return coarse_grained_figure(sim, token_labels(tokenizer, order), blocks, names, title)
 
 
