@@ -48,7 +48,10 @@ class BlockedParameterisation(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.heads = nn.Linear(dim, 3 * dim)
         self.token = nn.Parameter(torch.randn(v, dim, generator=g) / math.sqrt(dim))
-        self.token_bias = nn.Parameter(torch.zeros(v))
+        # start each state's emissions at its cluster's token frequencies (the EM start's
+        # mean), not uniform: the embeddings then learn how states differ
+        mean_emit = template.emit.double().mean(1)[template.cluster, template.position]
+        self.token_bias = nn.Parameter(torch.log(mean_emit.clamp(min=1e-12)).float())
         # start the pair biases at log of the start model's block mass: class-bigram counts
         src = (template.pairs // m).long()
         mass = template.blocks.double().sum((1, 2)) / n
@@ -116,6 +119,9 @@ class BlockedParameterisation(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+STEPS_PER_EPOCH = 32  # AdamW steps per pass over the training stories
+
+
 def _keep(m: int, n: int, dropout: float, g: torch.Generator) -> torch.Tensor:
     k = max(1, round(n * (1 - dropout)))
     return torch.rand(m, n, generator=g).argsort(1)[:, :k].sort(1).values
@@ -138,7 +144,7 @@ def blocked_grad(fit_seqs, dev_seqs, v, cluster, cfg, eos_id, progress):
     opt = torch.optim.AdamW(params.parameters(), lr=cfg.lr, weight_decay=0.01)
     lane = lane_len_for(cfg, fit_seqs)
     bt = batch_tokens_for(cfg, n**2, lane)
-    # minibatches of about 32 lanes' worth of stories: many steps per epoch
+    # minibatches: STEPS_PER_EPOCH steps per pass (at least 32 lanes each)
     rng = np.random.default_rng(cfg.seed)
     dev_b = pack_lanes(dev_seqs, bt, lane)
     # the epoch's training likelihood is taken under moving parameters and dropout: it may
@@ -148,7 +154,7 @@ def blocked_grad(fit_seqs, dev_seqs, v, cluster, cfg, eos_id, progress):
     )
     g = torch.Generator().manual_seed(cfg.seed)
     best_state, best_it = None, 0
-    step_tokens = max(32 * lane, sum(map(len, fit_seqs)) // 64)
+    step_tokens = max(32 * lane, sum(map(len, fit_seqs)) // STEPS_PER_EPOCH)
     bar = tqdm(total=cfg.max_iters, desc=f"blocked grad K={cfg.states}", disable=not progress)
     while True:
         t0 = time.perf_counter()
