@@ -11,6 +11,7 @@ import torch
 
 from hmm_lang.config import RunConfig, load_config
 from hmm_lang.errors import HmmLangError
+from hmm_lang.stats import token_counts  # noqa: F401 (re-exported for notebooks)
 from hmm_lang.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
@@ -126,13 +127,6 @@ def config_streams(cfg: RunConfig, tokenizer_dir, run_dir=None):
 def run_streams(run: Run):
     """The run's training and validation token streams (its corpus, under its own tokenizer)."""
     return config_streams(run.config, run.path / "tokenizer", run.path)
-
-
-def token_counts(stream, vocab_size: int):
-    """(V,) occurrences of each token id in a stream."""
-    import numpy as np
-
-    return np.bincount(stream.tokens, minlength=vocab_size).astype(np.int64)
 
 
 def check_run_split(run_path: str | Path, corpus: Corpus) -> None:

@@ -33,10 +33,14 @@ class TokenStats:
         return self.counts[self.order]
 
 
-def token_counts(stream: TokenStream, special_ids: list[int]) -> np.ndarray:
-    """(V,) counts of each token id in ``stream``, with the special tokens set to zero."""
-    counts = np.bincount(stream.tokens, minlength=stream.vocab_size).astype(np.int64)
-    counts[special_ids] = 0
+def token_counts(
+    stream: TokenStream, vocab_size: int | None = None, special_ids: list[int] | tuple = ()
+) -> np.ndarray:
+    """(V,) counts of each token id in ``stream`` (V: ``vocab_size``, default the stream's),
+    with the ``special_ids`` set to zero. The one token counter of the package."""
+    v = stream.vocab_size if vocab_size is None else vocab_size
+    counts = np.bincount(stream.tokens, minlength=v).astype(np.int64)
+    counts[list(special_ids)] = 0
     return counts
 
 
@@ -56,7 +60,7 @@ def zipf_exponent(
 def compute_token_stats(stream: TokenStream, tokenizer) -> TokenStats:
     """Statistics of ``stream`` under ``tokenizer`` (a ``PreTrainedTokenizerFast``)."""
     special_ids = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
-    counts = token_counts(stream, special_ids)
+    counts = token_counts(stream, special_ids=special_ids)
     order = np.argsort(-counts, kind="stable")
     pieces = [tokenizer.decode([i]) for i in range(stream.vocab_size)]
     return TokenStats(
