@@ -154,3 +154,13 @@ def test_too_many_states_is_refused_before_any_work(tmp_path, tokenizers_dir, ca
         == 2
     )
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_best_recipe_file_is_a_valid_blocked_config():
+    from pathlib import Path
+
+    from hmm_lang.hmm.fit import HMMFitConfig, fit_settings
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "hmm_best.yaml"
+    cfg = HMMFitConfig(**fit_settings(path)).validate()
+    assert cfg.blocked and cfg.states % cfg.clusters == 0

@@ -21,6 +21,7 @@ def cmd_ladder(args) -> None:
         cloned_allocation=args.allocation,
         blocked_states=tuple(args.blocked_states),
         blocked_clusters=args.blocked_clusters,
+        blocked_block_size=args.blocked_block_size,
         blocked_config=args.blocked_config,
         n_boot=args.n_boot,
         max_train_stories=args.max_train_stories,
@@ -94,6 +95,9 @@ def register(sub) -> None:
     q.add_argument("--clones", type=int, nargs="*", default=[1, 4, 16])
     q.add_argument("--blocked-states", type=int, nargs="*", default=[], help="K of blocked HMMs")
     q.add_argument("--blocked-clusters", type=int, default=512, help="M of blocked HMMs")
+    q.add_argument(
+        "--blocked-block-size", type=int, default=None, help="states per cluster (M = K / this)"
+    )
     q.add_argument(
         "--blocked-config", default=None, help="YAML of blocked fit settings (hmm_best.yaml)"
     )

@@ -54,6 +54,7 @@ class LadderConfig:
     cloned_allocation: str = "auto"  # uniform and frequency, the better on dev
     blocked_states: tuple[int, ...] = ()  # blocked HMMs: K = blocked_clusters x block size
     blocked_clusters: int = 512
+    blocked_block_size: int | None = None  # if set, clusters = K / block size for every K
     blocked_config: str | None = None  # YAML of HMMFitConfig settings for blocked fits
     max_train_stories: int | None = None  # HMM training stories (None: all)
     transformer_runs: list[str] = field(default_factory=list)
@@ -80,7 +81,10 @@ def validate_ladder(cfg: LadderConfig) -> None:
     if cfg.max_iters < 1 or cfg.patience < 1 or not cfg.tol >= 0:
         raise HmmLangError("--max-iters and --patience must be >= 1, --tol >= 0")
     for k in cfg.blocked_states:
-        m = min(cfg.blocked_clusters, k)
+        if cfg.blocked_block_size:
+            m = k // cfg.blocked_block_size
+        else:
+            m = min(cfg.blocked_clusters, k)
         if m < 1 or k % m:
             raise HmmLangError(
                 f"--blocked-states {k} must be a multiple of --blocked-clusters {cfg.blocked_clusters}"
@@ -152,7 +156,7 @@ def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> list[Entry]:
         out.append(_fit_entry("cloned HMM", f"cloned HMM {n} states", v, n, [res], [0]))
     extra = _blocked_settings(cfg.blocked_config)
     for k in cfg.blocked_states:
-        m = min(cfg.blocked_clusters, k)
+        m = k // cfg.blocked_block_size if cfg.blocked_block_size else min(cfg.blocked_clusters, k)
         hb = HMMFitConfig(**(common | extra | {"blocked": True, "states": k, "clusters": m}))
         res = fit_hmm(train, valid, hb)
         name = f"blocked HMM {k} states ({m} clusters, {res.choices.get('train', 'em')})"
