@@ -45,15 +45,12 @@ def _fill_empty(assign: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
     return assign
 
 
-def context_clusters(
-    sequences: Sequence[np.ndarray], vocab_size: int, k: int, seed: int = 0, context: int = 256
-) -> np.ndarray:
-    """(V,) cluster of every token: k-means of context distributions; tokens unseen in
-    ``sequences`` are dealt round-robin; no cluster is empty."""
-    from hmm_lang.hmm.init import bigram_counts, kmeans
+def context_features(sequences: Sequence[np.ndarray], vocab_size: int, context: int = 256):
+    """Hellinger features of each used token's left and right context distributions over the
+    ``context`` most frequent tokens: (features (U, 2C) float32, used ids (U,), unigram
+    counts (V,), bigram counts (V, V))."""
+    from hmm_lang.hmm.init import bigram_counts
 
-    if not 1 <= k <= vocab_size:
-        raise HmmLangError(f"--clusters must be in [1, {vocab_size}] (the vocab), got {k}")
     pairs = bigram_counts(sequences, vocab_size)
     unigram = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=vocab_size)
     used = np.flatnonzero(unigram)
@@ -61,6 +58,19 @@ def context_clusters(
     right = pairs[:, top] / np.maximum(pairs.sum(1, keepdims=True), 1)
     left = pairs[top, :].T / np.maximum(pairs.sum(0)[:, None], 1)
     feats = torch.from_numpy(np.sqrt(np.concatenate([left, right], 1))[used]).float()
+    return feats, used, unigram, pairs
+
+
+def context_clusters(
+    sequences: Sequence[np.ndarray], vocab_size: int, k: int, seed: int = 0, context: int = 256
+) -> np.ndarray:
+    """(V,) cluster of every token: k-means of context distributions; tokens unseen in
+    ``sequences`` are dealt round-robin; no cluster is empty."""
+    from hmm_lang.hmm.init import kmeans
+
+    if not 1 <= k <= vocab_size:
+        raise HmmLangError(f"--clusters must be in [1, {vocab_size}] (the vocab), got {k}")
+    feats, used, unigram, _ = context_features(sequences, vocab_size, context)
     assign = np.arange(vocab_size) % k
     n = min(k, len(used))
     assign[used] = kmeans(feats, n, torch.from_numpy(np.sqrt(unigram[used])).float(), seed=seed)

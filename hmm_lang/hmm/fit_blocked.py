@@ -19,22 +19,16 @@ import numpy as np
 import torch
 
 from hmm_lang.errors import HmmLangError
-from hmm_lang.hmm.batching import pack_lanes
 from hmm_lang.hmm.blocked import BlockedHMM, BlockedStats, cluster_layout
 from hmm_lang.hmm.cloned import escape_distributions
 from hmm_lang.hmm.clusters import token_clusters
-from hmm_lang.hmm.em import run_em
 from hmm_lang.hmm.fit import (
-    ESCAPE_GRID,
-    SMOOTHING_GRID,
     FitResult,
     HMMFitConfig,
     _score_valid,
     _sequences,
-    batch_tokens_for,
-    lane_len_for,
 )
-from hmm_lang.hmm.fit_cloned import tune_on_dev
+from hmm_lang.hmm.fit_cloned import em_then_tune
 from hmm_lang.pretokenize import TokenStream
 from hmm_lang.scoring import score
 
@@ -101,36 +95,9 @@ def blocked_em(fit_seqs, dev_seqs, v, cluster, cfg, eos_id, progress):
         fit_seqs, v, cluster, cfg.states // cfg.clusters, cfg.escape, cfg.seed,
         escape_model=cfg.escape_model, eos_id=eos_id,
     )  # fmt: skip
-    lane = lane_len_for(cfg, fit_seqs)
-    bt = batch_tokens_for(cfg, model.block_size**2, lane)
-    batches = pack_lanes(fit_seqs, bt, lane)
-    dev_b = pack_lanes(dev_seqs, bt, lane)
-
-    def e_step(m: BlockedHMM) -> BlockedStats:
-        stats = m.expected_counts(batches[0])
-        for b in batches[1:]:
-            stats.add_(m.expected_counts(b))
-        return stats
-
-    res = run_em(
-        model,
-        e_step,
-        lambda s: model.m_step(s, cfg.smoothing),
-        lambda m: m.log_likelihood(dev_b),
-        lambda m: m.log_prior(cfg.smoothing),
-        max_iter=cfg.max_iters,
-        tol=cfg.tol,
-        patience=cfg.patience,
-        desc=f"blocked EM K={model.n_states}",
-        progress=progress,
-    )
-    smoothings = sorted(set(SMOOTHING_GRID) | {cfg.smoothing})
-    smoothings = smoothings if cfg.tune_smoothing else [cfg.smoothing]
-    ll, chosen, c, eps = tune_on_dev(
-        res.hmm, res.stats, dev_b, smoothings, sorted(set(ESCAPE_GRID) | {cfg.escape})
-    )
-    log.info("blocked HMM: pseudocount %s, escape %g chosen on dev", c, eps)
-    return ll, chosen, res, {"smoothing": c, "escape": eps}, bt, lane
+    out = em_then_tune(model, model.block_size**2, fit_seqs, dev_seqs, cfg, "blocked EM", progress)
+    log.info("blocked HMM: pseudocount %s, escape %g chosen on dev", *out[3].values())
+    return out
 
 
 def fit_blocked(

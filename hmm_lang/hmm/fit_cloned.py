@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from hmm_lang.hmm.batching import pack_lanes
-from hmm_lang.hmm.cloned import ClonedHMM, allocate_clones, init_cloned_hmm
+from hmm_lang.hmm.cloned import allocate_clones, init_cloned_hmm
 from hmm_lang.hmm.em import run_em
 from hmm_lang.hmm.fit import (
     ESCAPE_GRID,
@@ -54,13 +54,25 @@ def _cloned_em(fit_seqs, dev_seqs, v, clones, cfg: HMMFitConfig, eos_id, progres
         escape_model=cfg.escape_model,
         eos_id=eos_id,
     )
-    lane = lane_len_for(cfg, fit_seqs)
     # cloned steps hold (N, n, n) blocks: size the batch as for n^2 dense states
-    bt = batch_tokens_for(cfg, model.max_clones**2, lane)
+    out = em_then_tune(model, model.max_clones**2, fit_seqs, dev_seqs, cfg, "cloned EM", progress)
+    log.info("cloned HMM: pseudocount %s, escape %g chosen on dev", *out[3].values())
+    return out
+
+
+def em_then_tune(model, block_states: int, fit_seqs, dev_seqs, cfg: HMMFitConfig, desc, progress):
+    """EM on a cloned or blocked HMM (any model with ``expected_counts``, ``m_step``,
+    ``log_likelihood``, ``log_prior``) until dev stops improving, then the pseudocount and the
+    escape mass chosen together on dev. ``block_states`` sizes the batches (the (N, n, n)
+    blocks a step holds, as for that many dense states).
+
+    Returns (dev log-likelihood, model, EMResult, {smoothing, escape}, batch tokens, lane)."""
+    lane = lane_len_for(cfg, fit_seqs)
+    bt = batch_tokens_for(cfg, block_states, lane)
     batches = pack_lanes(fit_seqs, bt, lane)
     dev_b = pack_lanes(dev_seqs, bt, lane)
 
-    def e_step(m: ClonedHMM):
+    def e_step(m):
         stats = m.expected_counts(batches[0])
         for b in batches[1:]:
             stats.add_(m.expected_counts(b))
@@ -75,7 +87,7 @@ def _cloned_em(fit_seqs, dev_seqs, v, clones, cfg: HMMFitConfig, eos_id, progres
         max_iter=cfg.max_iters,
         tol=cfg.tol,
         patience=cfg.patience,
-        desc=f"cloned EM S={model.n_states}",
+        desc=f"{desc} S={model.n_states}",
         progress=progress,
     )
     smoothings = sorted(set(SMOOTHING_GRID) | {cfg.smoothing})
@@ -88,7 +100,6 @@ def _cloned_em(fit_seqs, dev_seqs, v, clones, cfg: HMMFitConfig, eos_id, progres
     )
     if res.stats is not None and not cfg.tune_smoothing:
         c = cfg.smoothing
-    log.info("cloned HMM: pseudocount %s, escape %g chosen on dev", c, eps)
     return ll, chosen, res, {"smoothing": c, "escape": eps}, bt, lane
 
 

@@ -81,13 +81,9 @@ def class_bigram_init(
     if n_states < 1:
         raise HmmLangError(f"the number of states must be at least 1, got {n_states}")
     rng = np.random.default_rng(seed)
-    pairs = bigram_counts(sequences, vocab_size)
-    unigram = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=vocab_size)
-    used = np.flatnonzero(unigram)
-    top = np.argsort(-unigram)[: min(context, len(used))]
-    right = pairs[:, top] / np.maximum(pairs.sum(1, keepdims=True), 1)
-    left = pairs[top, :].T / np.maximum(pairs.sum(0)[:, None], 1)
-    feats = torch.from_numpy(np.sqrt(np.concatenate([left, right], 1))[used]).float()
+    from hmm_lang.hmm.clusters import context_features
+
+    feats, used, unigram, pairs = context_features(sequences, vocab_size, context)
     n_clusters = min(clusters or n_states, n_states, len(used))
     assign = kmeans(
         feats, n_clusters, torch.from_numpy(np.sqrt(unigram[used])).float(), seed=seed
