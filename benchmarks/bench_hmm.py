@@ -193,7 +193,9 @@ def blocked_speed(args) -> None:
     nxt = np.stack([rng.choice(m, succ, replace=False) for _ in range(m)])  # (M, 8)
     pairs = np.unique(np.arange(m)[:, None] * m + nxt)
     print(f"float32 matmul: {peak / 1e9:.1f} GFLOP/s, torch threads {torch.get_num_threads()}")
-    print(f"{'K':>6} {'n':>4} {'tokens':>7} {'s/E-step':>9} {'tok/s':>9} {'GFLOP/s':>8} {'% matmul':>8} {'RSS MB':>7}")
+    print(
+        f"{'K':>6} {'n':>4} {'tokens':>7} {'s/E-step':>9} {'tok/s':>9} {'GFLOP/s':>8} {'% matmul':>8} {'RSS MB':>7}"
+    )
     for k in args.blocked_states:
         n = k // m
         g = torch.Generator().manual_seed(0)
