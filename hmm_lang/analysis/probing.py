@@ -86,13 +86,16 @@ class FoldedRidge:
 
     Features are standardised once (an unsupervised step), and per-fold Gram matrices are
     computed once, so each target costs O(n p d) instead of a refit per fold and strength. The
-    ridge strength is chosen per target on an inner split (train on the folds other than 0 and
-    1, validate on fold 1) and used in every fold."""
+    ridge strength is chosen per target and outer fold f on an inner split that never sees f
+    (train on the folds other than f and f+1, validate on fold f+1): nested, so no test fold's
+    labels choose its own probe."""
 
     def __init__(self, x: np.ndarray, groups: np.ndarray, k: int = 5, seed: int = 0):
         x = np.asarray(x, dtype=np.float64)
         if len(x) < 10:
             raise HmmLangError(f"a probe needs at least 10 rows, got {len(x)}")
+        if k < 3:
+            raise HmmLangError(f"nested cross-validation needs at least 3 folds, got {k}")
         self.k = k
         self.fold = _folds(groups, k, seed)
         xs = (x - x.mean(0)) / (x.std(0) + 1e-8)
@@ -111,15 +114,16 @@ class FoldedRidge:
         """(n, d) out-of-fold predictions of ``y``."""
         y = np.asarray(y, dtype=np.float64)
         cross = [self.x[r].T @ y[r] for r in self.rows]
-        inner = [f for f in range(self.k) if f not in (0, 1)] or [0]
-        val = self.rows[1 % self.k]
-        best = max(
-            ALPHAS,
-            key=lambda a: r2_score(y[val], self.x[val] @ self._solve(inner, cross, a)),
-        )
         pred = np.empty_like(y)
         for f in range(self.k):
-            w = self._solve([g for g in range(self.k) if g != f], cross, best)
+            g = (f + 1) % self.k
+            inner = [h for h in range(self.k) if h not in (f, g)]
+            val = self.rows[g]
+            best = max(
+                ALPHAS,
+                key=lambda a: r2_score(y[val], self.x[val] @ self._solve(inner, cross, a)),
+            )
+            w = self._solve([h for h in range(self.k) if h != f], cross, best)
             pred[self.rows[f]] = self.x[self.rows[f]] @ w
         return pred
 

@@ -45,9 +45,9 @@ def cmd_beliefs(args) -> None:
     if args.smoke:
         sizes |= {k: v for k, v in SMOKE.items() if getattr(args, _FLAG[k]) is None}
     sizes = {k: (DEFAULTS[k] if v is None else v) for k, v in sizes.items()}
-    if min(sizes.values()) < 1 or sizes["k_folds"] < 2 or sizes["n_boot"] < 10:
+    if min(sizes.values()) < 1 or sizes["k_folds"] < 3 or sizes["n_boot"] < 10:
         raise HmmLangError(
-            "--tokens, --states, --iters, --top-tokens must be >= 1, --k-folds >= 2, --n-boot >= 10"
+            "--tokens, --states, --iters, --top-tokens must be >= 1, --k-folds >= 3, --n-boot >= 10"
         )
     hmm = CategoricalHMM.load(args.hmm)[0] if args.hmm else None
     out, rows, kl, _ = run_beliefs(find_run(args.run, args.out_dir), hmm, args.out_dir, **sizes)

@@ -143,11 +143,14 @@ def probe_rows(
     sets |= {f: features[f] for f in features if f.startswith("random:")}
     shuffled = {t: shuffle_within_tokens(y, tokens, seed) for t, y in targets.items()}
     rows, preds = [], {t: {} for t in targets}
-    base = {}
+    base, base_sh = {}, {}
     for t, y in targets.items():
         p = cv_token_means(tokens, y, groups, k, seed)
         base[t] = (r2_score(y, p), boot.r2(y, p))
         rows.append(_row(t, "current token", "token_baseline", y, p, boot, base[t], n_st))
+        # the shuffled target's own token baseline: its rows are compared with that
+        ps = cv_token_means(tokens, shuffled[t], groups, k, seed)
+        base_sh[t] = (r2_score(shuffled[t], ps), boot.r2(shuffled[t], ps))
     bar = tqdm(sets.items(), desc="belief probes", unit="feature set", disable=not progress)
     for name, x in bar:
         ridge = FoldedRidge(x, groups, k, seed)
@@ -160,5 +163,5 @@ def probe_rows(
             preds[t][name] = p.astype(np.float32)
             rows.append(_row(t, name, "trained", y, p, boot, base[t], n_st))
             ps = ridge.predict(shuffled[t])
-            rows.append(_row(t, name, "token_shuffle", shuffled[t], ps, boot, base[t], n_st))
+            rows.append(_row(t, name, "token_shuffle", shuffled[t], ps, boot, base_sh[t], n_st))
     return rows, preds

@@ -194,9 +194,9 @@ def run_beliefs(
     from hmm_lang.tokenizer import BOS
     from hmm_lang.transformer import HookedTransformerModel
 
-    if min(states, iters, n_tokens, top_tokens) < 1 or k_folds < 2 or n_boot < 10:
+    if min(states, iters, n_tokens, top_tokens) < 1 or k_folds < 3 or n_boot < 10:
         raise HmmLangError(
-            "--states, --iters, --tokens and --top-tokens must be >= 1, --k-folds >= 2, "
+            "--states, --iters, --tokens and --top-tokens must be >= 1, --k-folds >= 3, "
             "--n-boot >= 10"
         )
     run = load_run(run_path)
