@@ -59,6 +59,10 @@ _API = {
     "run_beliefs": "hmm_lang.experiments.beliefs",
 }
 
+# ``pretokenize`` is both a submodule and a public function: importing the submodule sets the
+# package attribute to the module, so bind the function eagerly (after that import)
+from hmm_lang.pretokenize import pretokenize  # noqa: E402, F401
+
 __all__ = ["HmmLangError", *_API]
 __version__ = "0.1.0"
 

@@ -48,8 +48,10 @@ def test_public_api_and_its_reference_page():
     from pathlib import Path
 
     import hmm_lang
+    import hmm_lang.pretokenize  # the submodule of the same name must not shadow the function
     from hmm_lang.apidoc import api_markdown
 
+    assert callable(hmm_lang.pretokenize)
     for name in hmm_lang.__all__:
         assert getattr(hmm_lang, name) is not None
     page = Path(__file__).resolve().parents[1] / "docs" / "api.md"

@@ -163,7 +163,7 @@ def test_bad_inputs(tmp_path, tokenizers_dir):
         train(
             apply_overrides(
                 tiny_cfg(tokenizers_dir),
-                ["data.max_stories=1", "model.n_ctx=4096", "train.batch_tokens=8192"],
+                ["data.max_stories=2", "model.n_ctx=4096", "train.batch_tokens=8192"],
             ),
             tmp_path,
             progress=False,
