@@ -5,6 +5,7 @@ current."""
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def api_markdown() -> str:
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/api.md")
     out.write_text(api_markdown())
-    print(f"wrote {out}")
+    logging.getLogger(__name__).info("wrote %s", out)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,10 @@ from hmm_lang.hmm.clusters import token_clusters
 from hmm_lang.hmm.fit import (
     FitResult,
     HMMFitConfig,
-    _score_valid,
     _sequences,
 )
-from hmm_lang.hmm.fit_cloned import em_then_tune
+from hmm_lang.hmm.fit_cloned import em_then_tune, finish_fit
 from hmm_lang.pretokenize import TokenStream
-from hmm_lang.scoring import score
 
 log = logging.getLogger(__name__)
 
@@ -123,18 +121,6 @@ def fit_blocked(
         log.info("clustering %s: dev %.4f nats/token", method, -out[0] / sum(map(len, dev_seqs)))
         if best is None or out[0] > best[1][0]:
             best = (method, out)
-    method, (ll, model, res, choices, bt, lane) = best
-    valid_score, story_nats = _score_valid(model, valid, bt, lane)
-    return FitResult(
-        model,
-        res.monitor.as_dicts(),
-        score(ll, sum(map(len, dev_seqs)), dev_bytes),
-        valid_score,
-        time.perf_counter() - t0,
-        sum(len(s) for s in fit_seqs),
-        res.stop_reason,
-        res.iterations,
-        res.best_iteration,
-        choices | {"clustering": method, "train": cfg.train, "escape_model": cfg.escape_model},
-        story_nats,
-    )
+    method, out = best
+    extra = {"clustering": method, "train": cfg.train, "escape_model": cfg.escape_model}
+    return finish_fit(out, extra, valid, fit_seqs, dev_seqs, dev_bytes, t0)

@@ -124,7 +124,15 @@ def fit_cloned(
         log.info("allocation %s: dev %.4f nats/token", alloc, -out[0] / sum(map(len, dev_seqs)))
         if best is None or out[0] > best[1][0]:
             best = (alloc, out)
-    alloc, (ll, model, res, choices, bt, lane) = best
+    alloc, out = best
+    extra = {"allocation": alloc, "escape_model": cfg.escape_model}
+    return finish_fit(out, extra, valid, fit_seqs, dev_seqs, dev_bytes, t0)
+
+
+def finish_fit(out, extra: dict, valid, fit_seqs, dev_seqs, dev_bytes: int, t0: float):
+    """The kept fit ``out`` (as :func:`em_then_tune` returns it) with validation scored once,
+    here, at the end, as a :class:`FitResult`; ``extra`` joins its dev choices."""
+    ll, model, res, choices, bt, lane = out
     valid_score, story_nats = _score_valid(model, valid, bt, lane)
     return FitResult(
         model,
@@ -136,6 +144,6 @@ def fit_cloned(
         res.stop_reason,
         res.iterations,
         res.best_iteration,
-        choices | {"allocation": alloc, "escape_model": cfg.escape_model},
+        choices | extra,
         story_nats,
     )
