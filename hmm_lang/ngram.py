@@ -62,9 +62,13 @@ def _lookup(sorted_keys: np.ndarray, values: np.ndarray, queries: np.ndarray) ->
 
 
 def _discounts(counts: np.ndarray, modified: bool, discount: float) -> np.ndarray:
+    return _discounts_from([int((counts == i).sum()) for i in (1, 2, 3, 4)], modified, discount)
+
+
+def _discounts_from(n: list[int], modified: bool, discount: float) -> np.ndarray:
+    """Discounts for counts 0, 1, 2, 3+ from ``n``, the numbers of n-grams seen 1..4 times."""
     if not modified:
         return np.array([0.0, discount, discount, discount])
-    n = [int((counts == i).sum()) for i in (1, 2, 3, 4)]
     if min(n) == 0:  # too little data for count-of-counts estimates
         return np.array([0.0, 0.5, 1.0, 1.5])
     y = n[0] / (n[0] + 2 * n[1])
@@ -105,15 +109,8 @@ class KneserNeyModel:
         return int(sum(len(lv.keys) + 2 * len(lv.ctx_keys) for lv in self.levels))
 
     def fit(self, sequences: Sequence[np.ndarray]) -> KneserNeyModel:
-        if self.order < 1:
-            raise HmmLangError(f"n-gram order must be at least 1, got {self.order}")
-        if self.order * self.bits > 63:
-            raise HmmLangError(
-                f"order {self.order} at vocab {self.vocab_size} needs {self.order * self.bits} "
-                "bits per n-gram key (> 63); use a lower order"
-            )
-        if len(sequences) == 0:
-            raise HmmLangError("no sequences to fit the n-gram model on")
+        """Fit in memory (16 bytes per token held at once; :meth:`fit_stream` bounds it)."""
+        self._check(len(sequences))
         top_keys, top_counts = np.unique(
             ngram_keys(sequences, self.order, self.bos_id, self.bits), return_counts=True
         )
@@ -128,6 +125,80 @@ class KneserNeyModel:
                 distinct, counts = np.unique(suffix, return_counts=True)
         self.levels = levels
         return self
+
+    def fit_stream(
+        self, stream, chunk_tokens: int = 1 << 24, work_dir: str | Path | None = None
+    ) -> KneserNeyModel:
+        """Fit to a :class:`~hmm_lang.pretokenize.TokenStream` in bounded memory: the same
+        model as :meth:`fit` on ``stream.stories()``, bit for bit, counted by an external
+        sort-merge (:mod:`hmm_lang.ngram_counts`) in chunks of about ``chunk_tokens`` tokens.
+        The arrays are memory-mapped files in a temporary folder under ``work_dir`` (default:
+        the system's), unlinked at once: the mappings stay valid (POSIX) and the disk space
+        is freed with the model."""
+        import tempfile
+
+        from hmm_lang.ngram_counts import count_sorted, story_chunks, stream_keys
+
+        self._check(stream.n_stories)
+        bits, tokens, offsets = self.bits, stream.tokens, stream.offsets
+        with tempfile.TemporaryDirectory(prefix="hmm_lang_ngram_", dir=work_dir) as tmp:
+            folder = Path(tmp)
+            blocks = (
+                stream_keys(
+                    tokens[offsets[a] : offsets[b]],
+                    offsets[a : b + 1] - offsets[a],
+                    self.order,
+                    self.bos_id,
+                    bits,
+                )
+                for a, b in story_chunks(offsets, chunk_tokens)
+            )
+            distinct, counts = count_sorted(blocks, folder)
+            levels = [None] * self.order
+            for j in range(self.order, 0, -1):
+                levels[j - 1] = self._level_sorted(distinct, counts, folder)
+                if j > 1:
+                    mask = (1 << (bits * (j - 1))) - 1
+                    suffixes = (
+                        np.asarray(distinct[a : a + chunk_tokens]) & mask
+                        for a in range(0, len(distinct), chunk_tokens)
+                    )
+                    distinct, counts = count_sorted(suffixes, folder)
+        self.levels = levels
+        return self
+
+    def _level_sorted(self, keys: np.ndarray, counts: np.ndarray, folder: Path) -> _Level:
+        """:func:`_level` of sorted ``keys`` read piece by piece (each context group whole, in
+        the same order, so the float sums are the same as the in-memory path's)."""
+        from hmm_lang.ngram_counts import Spill, sorted_groups
+
+        step = 1 << 22
+        n = [0, 0, 0, 0]
+        for a in range(0, len(counts), step):
+            c = np.asarray(counts[a : a + step])
+            for i in range(4):
+                n[i] += int((c == i + 1).sum())
+        d = _discounts_from(n, self.modified, self.discount)
+        out = [Spill(folder, name, dt) for name, dt in (("ctx", np.int64), ("tot", float),
+                                                         ("num", float))]  # fmt: skip
+        for sl, u, inv in sorted_groups(keys, self.bits, step):
+            c = np.asarray(counts[sl])
+            out[0].append(u)
+            out[1].append(np.bincount(inv, weights=c).astype(np.float64))
+            out[2].append(np.bincount(inv, weights=d[np.minimum(c, 3)]))
+        ctx_keys, total, num = (o.close() for o in out)
+        return _Level(keys, counts, ctx_keys, total, num, d)
+
+    def _check(self, n_sequences: int) -> None:
+        if self.order < 1:
+            raise HmmLangError(f"n-gram order must be at least 1, got {self.order}")
+        if self.order * self.bits > 63:
+            raise HmmLangError(
+                f"order {self.order} at vocab {self.vocab_size} needs {self.order * self.bits} "
+                "bits per n-gram key (> 63); use a lower order"
+            )
+        if n_sequences == 0:
+            raise HmmLangError("no sequences to fit the n-gram model on")
 
     def token_log_probs(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         """(N,) natural-log probability of every token of every sequence, in order."""
@@ -153,6 +224,19 @@ class KneserNeyModel:
             p = np.where(seen, alpha + gamma * p, p)
         with np.errstate(divide="ignore"):
             return np.log(p)
+
+    def stream_log_prob(self, stream, chunk_tokens: int = 1 << 24) -> float:
+        """Total natural-log probability of a ``TokenStream``, ``chunk_tokens`` at a time."""
+        from hmm_lang.ngram_counts import story_chunks, stream_keys
+
+        total = 0.0
+        for a, b in story_chunks(stream.offsets, chunk_tokens):
+            o = stream.offsets
+            keys = stream_keys(
+                stream.tokens[o[a] : o[b]], o[a : b + 1] - o[a], self.order, self.bos_id, self.bits
+            )
+            total += float(self.log_probs_of_keys(keys).sum())
+        return total
 
     def probability(self, context: Sequence[int], word: int) -> float:
         """P(word | context) for one query (context: the preceding tokens, oldest first)."""
@@ -211,8 +295,25 @@ class UnigramModel:
         self.log_probs = np.log(p)
         return self
 
+    def fit_stream(self, stream, chunk_tokens: int = 1 << 24, **_) -> UnigramModel:
+        """:meth:`fit` on a ``TokenStream``, counted ``chunk_tokens`` at a time."""
+        counts = np.zeros(self.vocab_size, dtype=np.int64)
+        for a in range(0, stream.n_tokens, chunk_tokens):
+            counts += np.bincount(stream.tokens[a : a + chunk_tokens], minlength=self.vocab_size)
+        p = (counts + self.k) / (counts.sum() + self.k * self.vocab_size)
+        self.log_probs = np.log(p)
+        return self
+
     def token_log_probs(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         return self.log_probs[np.concatenate(sequences).astype(np.int64)]
+
+    def stream_log_prob(self, stream, chunk_tokens: int = 1 << 24) -> float:
+        return float(
+            sum(
+                self.log_probs[np.asarray(stream.tokens[a : a + chunk_tokens], np.int64)].sum()
+                for a in range(0, stream.n_tokens, chunk_tokens)
+            )
+        )
 
 
 def fit_ngram(train, order: int = 5, bos_id: int | None = None, vocab_size: int | None = None):
@@ -223,13 +324,14 @@ def fit_ngram(train, order: int = 5, bos_id: int | None = None, vocab_size: int 
 
     if order < 1:
         raise HmmLangError(f"the n-gram order must be at least 1, got {order}")
-    if hasattr(train, "stories"):
-        seqs, v = train.stories(), vocab_size or train.vocab_size
+    if hasattr(train, "stories"):  # a TokenStream: counted in bounded memory
+        v = vocab_size or train.vocab_size
         bos = train.eos_id if bos_id is None else bos_id
-    else:
-        seqs = list(train)
-        v = vocab_size or int(max(int(np.max(s)) for s in seqs)) + 1
-        bos = 0 if bos_id is None else bos_id
+        model = UnigramModel(v) if order == 1 else KneserNeyModel(order, v, bos)
+        return model.fit_stream(train)
+    seqs = list(train)
+    v = vocab_size or int(max(int(np.max(s)) for s in seqs)) + 1
+    bos = 0 if bos_id is None else bos_id
     if order == 1:
         return UnigramModel(v).fit(seqs)
     return KneserNeyModel(order, v, bos).fit(seqs)
@@ -238,7 +340,8 @@ def fit_ngram(train, order: int = 5, bos_id: int | None = None, vocab_size: int 
 def fit_and_score(train, valid, order: int, bos_id: int, modified: bool = True):
     """Fit on a training ``TokenStream``, score a validation one: ``(model, Score, seconds)``.
 
-    ``order`` 1 is the add-one unigram model; higher orders are interpolated Kneser-Ney.
+    ``order`` 1 is the add-one unigram model; higher orders are interpolated Kneser-Ney. Both
+    are counted and scored chunk by chunk (bounded memory, see :meth:`KneserNeyModel.fit_stream`).
     """
     import time
 
@@ -246,10 +349,10 @@ def fit_and_score(train, valid, order: int, bos_id: int, modified: bool = True):
 
     check_vocab(train.vocab_size, valid.vocab_size, "training stream")
     t0 = time.perf_counter()
-    train_seqs, valid_seqs = train.stories(), valid.stories()
     if order == 1:
-        model = UnigramModel(train.vocab_size).fit(train_seqs)
+        model = UnigramModel(train.vocab_size).fit_stream(train)
     else:
-        model = KneserNeyModel(order, train.vocab_size, bos_id, modified=modified).fit(train_seqs)
-    ll = float(model.token_log_probs(valid_seqs).sum())
+        model = KneserNeyModel(order, train.vocab_size, bos_id, modified=modified)
+        model.fit_stream(train)
+    ll = model.stream_log_prob(valid)
     return model, score(ll, valid.n_tokens, valid.n_bytes), time.perf_counter() - t0

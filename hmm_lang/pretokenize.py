@@ -2,21 +2,27 @@
 
 Each story is encoded without special tokens and followed by the end-of-story token ``</s>``,
 so ``tokens[offsets[i]:offsets[i+1]]`` is story ``i`` with its ``</s>``. Encoding uses the
-Rust tokenizer's ``encode_batch``, which runs on all cores. The cache lives at
-``<custom_tokenizer_V>/pretokenized/<data fingerprint>.npz`` and is written atomically.
+Rust tokenizer's ``encode_batch``, which runs on all cores. The cache is a folder
+``<custom_tokenizer_V>/pretokenized/<data fingerprint>/`` (``tokens.u16``, raw little-endian
+uint16; ``offsets.npy``; ``story_bytes.npy``; ``meta.json``) built under a temporary name and
+renamed into place. Tokens are appended to the file batch by batch while encoding and
+memory-mapped when read, so neither step holds the corpus in RAM (2 bytes per token on disk;
+the full TinyStories is about 1 GB).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from hmm_lang.atomic import save_npz
+from hmm_lang.atomic import atomic_dir
 from hmm_lang.corpus import StorySource
 from hmm_lang.errors import HmmLangError
 from hmm_lang.tokenizer import EOS, resolve_tokenizer_dir
@@ -28,7 +34,7 @@ log = logging.getLogger(__name__)
 class TokenStream:
     """A pretokenized split."""
 
-    tokens: np.ndarray  # (N,) uint16, each story followed by </s>
+    tokens: np.ndarray  # (N,) uint16 (a read-only np.memmap when cached), stories + </s>
     offsets: np.ndarray  # (S+1,) int64 story boundaries into tokens
     story_bytes: np.ndarray  # (S,) int64 UTF-8 bytes of each story's text
     vocab_size: int
@@ -56,11 +62,11 @@ class TokenStream:
 
     def digest(self) -> str:
         """A content hash of the tokens and story boundaries (what a model trained on)."""
-        import hashlib
-
         h = hashlib.blake2b(digest_size=12)
+        step = 1 << 24  # hash in pieces: a memory-mapped stream is never copied whole
         for a in (self.tokens, self.offsets):
-            h.update(np.ascontiguousarray(a).tobytes())
+            for i in range(0, len(a), step):
+                h.update(np.ascontiguousarray(a[i : i + step]).tobytes())
         h.update(f"{self.vocab_size}/{self.eos_id}".encode())
         return h.hexdigest()
 
@@ -76,39 +82,61 @@ class TokenStream:
         )
 
 
-def _encode(tokenizer, source: StorySource, batch_size: int) -> TokenStream:
+TOKENS, META = "tokens.u16", "meta.json"
+
+
+def _encode(tokenizer, source: StorySource, batch_size: int, folder: Path) -> None:
+    """Encode ``source`` into ``folder``, appending each batch's tokens to ``tokens.u16``."""
     eos = tokenizer.token_to_id(EOS)
-    chunks: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
-    story_bytes: list[int] = []
+    story_bytes: list[np.ndarray] = []
     bar = tqdm(
         desc=f"pretokenize {source.name}", unit="story", total=source.n_stories(), leave=False
     )
-    for batch in source.iter_batches(batch_size):
-        encs = tokenizer.encode_batch(batch, add_special_tokens=False)
-        for text, enc in zip(batch, encs, strict=True):
-            chunks.append(np.asarray(enc.ids + [eos], dtype=np.uint16))
-            story_bytes.append(len(text.encode("utf-8")))
-        lengths.append(np.fromiter((len(e.ids) + 1 for e in encs), dtype=np.int64))
-        bar.update(len(batch))
+    with open(folder / TOKENS, "wb") as f:
+        for batch in source.iter_batches(batch_size):
+            encs = tokenizer.encode_batch(batch, add_special_tokens=False)
+            lens = np.fromiter((len(e.ids) + 1 for e in encs), dtype=np.int64, count=len(encs))
+            flat = np.empty(int(lens.sum()), dtype="<u2")
+            ends = np.cumsum(lens)
+            for enc, end, n in zip(encs, ends, lens, strict=True):
+                flat[end - n : end - 1] = enc.ids
+            flat[ends - 1] = eos
+            f.write(flat.tobytes())
+            lengths.append(lens)
+            story_bytes.append(np.fromiter((len(t.encode("utf-8")) for t in batch), np.int64))
+            bar.update(len(batch))
     bar.close()
-    if not chunks:
+    if not lengths:
         raise HmmLangError(f"no stories in {source.name}; the split is empty")
-    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(lengths), out=offsets[1:])
-    return TokenStream(
-        np.concatenate(chunks),
-        offsets,
-        np.asarray(story_bytes, dtype=np.int64),
-        tokenizer.get_vocab_size(),
-        eos,
-    )
+    lens = np.concatenate(lengths)
+    offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    np.save(folder / "offsets.npy", offsets)
+    np.save(folder / "story_bytes.npy", np.concatenate(story_bytes))
+    meta = {"n_tokens": int(offsets[-1]), "vocab_size": tokenizer.get_vocab_size(), "eos_id": eos}
+    (folder / META).write_text(json.dumps(meta))
+
+
+def load_stream(folder: str | Path) -> TokenStream:
+    """The cached stream in ``folder``, its tokens memory-mapped read-only."""
+    folder = Path(folder)
+    meta = json.loads((folder / META).read_text())
+    offsets = np.load(folder / "offsets.npy")
+    story_bytes = np.load(folder / "story_bytes.npy")
+    n = int(meta["n_tokens"])
+    size = (folder / TOKENS).stat().st_size
+    if size != 2 * n or offsets[-1] != n or len(story_bytes) != len(offsets) - 1:
+        raise ValueError(f"{TOKENS} holds {size} bytes for {n} tokens")
+    tokens = np.memmap(folder / TOKENS, dtype="<u2", mode="r", shape=(n,))
+    return TokenStream(tokens, offsets, story_bytes, int(meta["vocab_size"]), int(meta["eos_id"]))
 
 
 def pretokenize(
     source: StorySource, tokenizer_dir: str | Path, batch_size: int = 2000, force: bool = False
 ) -> TokenStream:
-    """Encode ``source`` with the tokenizer at ``tokenizer_dir``, reusing the cached arrays."""
+    """Encode ``source`` with the tokenizer at ``tokenizer_dir``, reusing the cached stream
+    (memory-mapped; see the module docstring)."""
     from tokenizers import Tokenizer
 
     hdir = resolve_tokenizer_dir(tokenizer_dir)
@@ -122,26 +150,13 @@ def pretokenize(
         ) from None
     # Cache beside the tokenizer, keyed by the data and by the tokenizer file's content.
     key = hashlib.blake2b(source.fingerprint().encode() + tok_json.read_bytes(), digest_size=10)
-    cache = hdir / "pretokenized" / f"{key.hexdigest()}.npz"
-    if cache.exists() and not force:
+    cache = hdir / "pretokenized" / key.hexdigest()
+    if cache.is_dir() and not force:
         try:
-            with np.load(cache) as z:
-                return TokenStream(
-                    z["tokens"],
-                    z["offsets"],
-                    z["story_bytes"],
-                    int(z["vocab_size"]),
-                    int(z["eos_id"]),
-                )
-        except Exception as e:  # truncated zip, bad arrays, ...: rebuild it
+            return load_stream(cache)
+        except Exception as e:  # missing or truncated files, bad json, ...: rebuild it
             log.warning("cache %s is unreadable (%s); re-encoding", cache, type(e).__name__)
-    stream = _encode(tokenizer, source, batch_size)
-    save_npz(
-        cache,
-        tokens=stream.tokens,
-        offsets=stream.offsets,
-        story_bytes=stream.story_bytes,
-        vocab_size=np.int64(stream.vocab_size),
-        eos_id=np.int64(stream.eos_id),
-    )
-    return stream
+            shutil.rmtree(cache, ignore_errors=True)
+    with atomic_dir(cache) as tmp:
+        _encode(tokenizer, source, batch_size, tmp)
+    return load_stream(cache)

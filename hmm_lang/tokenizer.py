@@ -41,6 +41,7 @@ class TokenizerSpec:
     data_fingerprint: str
     min_frequency: int = 2
     special_tokens: tuple[str, ...] = SPECIAL_TOKENS
+    sample_stories: int | None = None  # trained on the first this many stories (None: all)
 
 
 def custom_dir(out_dir: str | Path, vocab_size: int) -> Path:
@@ -55,7 +56,8 @@ def _read_spec(path: Path) -> TokenizerSpec | None:
     try:
         meta = json.loads((path / META_FILE).read_text())
         meta["special_tokens"] = tuple(meta["special_tokens"])
-        return TokenizerSpec(**{f.name: meta[f.name] for f in fields(TokenizerSpec)})
+        # a field that an older metadata file lacks takes its default
+        return TokenizerSpec(**{f.name: meta.get(f.name, f.default) for f in fields(TokenizerSpec)})
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -78,11 +80,15 @@ def train_tokenizer(
     out_dir: str | Path = "tokenizers",
     min_frequency: int = 2,
     force: bool = False,
+    sample_stories: int | None = None,
 ) -> Path:
     """Train a byte-level BPE tokenizer on ``source``; return its ``HF_custom_tokenizer_{V}`` dir.
 
-    Skipped when a tokenizer with the same spec (data fingerprint and settings) exists, unless
-    ``force``. Raises :class:`HmmLangError` when the corpus cannot support ``vocab_size``.
+    ``sample_stories`` trains on the first that many stories only (BPE merges settle long
+    before 2M stories; the sample is recorded in the metadata as ``sample_stories`` and
+    ``n_stories``). Skipped when a tokenizer with the same spec (data fingerprint and
+    settings) exists, unless ``force``. Raises :class:`HmmLangError` when the corpus cannot
+    support ``vocab_size``.
     """
     from transformers import PreTrainedTokenizerFast
 
@@ -91,7 +97,11 @@ def train_tokenizer(
 
     source = as_source(source)
     check_vocab_size(vocab_size)
-    spec = TokenizerSpec(vocab_size, source.fingerprint(), min_frequency)
+    if sample_stories is not None and sample_stories < 1:
+        raise HmmLangError(f"sample_stories must be positive, got {sample_stories}")
+    spec = TokenizerSpec(
+        vocab_size, source.fingerprint(), min_frequency, sample_stories=sample_stories
+    )
     cdir, hdir = custom_dir(out_dir, vocab_size), hf_dir(out_dir, vocab_size)
     if not force and _read_spec(cdir) == spec and _read_spec(hdir) == spec:
         log.info("reusing %s (same data and settings)", cdir)
@@ -104,8 +114,12 @@ def train_tokenizer(
     def counted():
         nonlocal n_stories
         for batch in batches:
+            if sample_stories is not None:
+                batch = batch[: sample_stories - n_stories]
             n_stories += len(batch)
             yield batch
+            if sample_stories is not None and n_stories >= sample_stories:
+                return
 
     tok.train_from_iterator(
         counted(),
@@ -149,15 +163,20 @@ def train_tokenizers(
     vocab_sizes=DEFAULT_VOCAB_SIZES,
     out_dir: str | Path = "tokenizers",
     force: bool = False,
+    sample_stories: int | None = None,
 ) -> dict[int, Path]:
     """Train (or reuse) one tokenizer per vocab size; returns ``{V: HF dir}``. ``source`` is a
-    :class:`StorySource`, a path (every story of the file) or a list of strings."""
+    :class:`StorySource`, a path (every story of the file) or a list of strings;
+    ``sample_stories`` as in :func:`train_tokenizer`."""
     from hmm_lang.sources import as_source
 
     source = as_source(source)
     for v in vocab_sizes:
         check_vocab_size(v)  # fail before any training, not after the first size
-    return {v: train_tokenizer(source, v, out_dir, force=force) for v in vocab_sizes}
+    return {
+        v: train_tokenizer(source, v, out_dir, force=force, sample_stories=sample_stories)
+        for v in vocab_sizes
+    }
 
 
 def resolve_tokenizer_dir(path: str | Path) -> Path:

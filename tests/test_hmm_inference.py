@@ -153,3 +153,17 @@ def test_save_load_and_corrupt_files(tmp_path):
     (tmp_path / "trunc.pt").write_bytes((tmp_path / "h.pt").read_bytes()[:100])
     with pytest.raises(HmmLangError, match="cannot read"):
         CategoricalHMM.load(tmp_path / "trunc.pt")
+
+
+def test_batches_built_on_demand_equal_cached_batches():
+    from hmm_lang.hmm.batching import pack_lanes
+
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 9, size=int(n)).astype(np.uint16) for n in rng.integers(1, 30, 200)]
+    cached = pack_lanes(seqs, batch_tokens=256, lane_len=32)
+    lazy = pack_lanes(seqs, batch_tokens=256, lane_len=32, cache_tokens=0)
+    assert lazy._cache is None and cached._cache is not None and len(lazy) == len(cached) > 1
+    for a, b in zip(cached, lazy, strict=True):
+        for name in ("tokens", "start", "valid", "story"):
+            assert torch.equal(getattr(a, name), getattr(b, name))
+    assert sum(b.n_tokens for b in lazy) == sum(map(len, seqs))

@@ -89,3 +89,62 @@ def test_unseen_tokens_have_nonzero_probability():
 def test_order_too_large_for_key():
     with pytest.raises(HmmLangError, match="bits per n-gram key"):
         KneserNeyModel(5, 65536, 0).fit([np.array([1, 2])])
+
+
+def _random_stream(seed: int, n_stories: int, vocab: int):
+    from hmm_lang.pretokenize import TokenStream
+
+    rng = np.random.default_rng(seed)
+    # Zipf-like tokens so that many n-grams repeat and every count-of-count is present
+    seqs = [
+        np.minimum(rng.zipf(1.3, size=int(rng.integers(1, 60))), vocab - 1).astype(np.uint16)
+        for _ in range(n_stories)
+    ]
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
+    return TokenStream(
+        np.concatenate(seqs), offsets, np.full(n_stories, 10), vocab_size=vocab, eos_id=0
+    )
+
+
+@pytest.mark.parametrize("chunk_tokens", [50, 1000, 1 << 24])
+@pytest.mark.parametrize("modified", [True, False])
+def test_chunked_counting_is_the_in_memory_model_bit_for_bit(chunk_tokens, modified):
+    stream = _random_stream(0, 300, 50)
+    a = KneserNeyModel(5, 50, 0, modified=modified).fit(stream.stories())
+    b = KneserNeyModel(5, 50, 0, modified=modified).fit_stream(stream, chunk_tokens=chunk_tokens)
+    for la, lb in zip(a.levels, b.levels, strict=True):
+        for name in vars(la):
+            x, y = getattr(la, name), getattr(lb, name)
+            assert x.dtype == y.dtype and np.array_equal(x, y), name  # exact, not close
+    valid = _random_stream(1, 50, 50)
+    from hmm_lang.ngram_counts import stream_keys
+
+    keys = stream_keys(valid.tokens, valid.offsets, 5, 0, b.bits)
+    assert np.array_equal(a.token_log_probs(valid.stories()), b.log_probs_of_keys(keys))
+    # the chunked total differs only in the order of a float sum
+    assert b.stream_log_prob(valid, chunk_tokens=37) == pytest.approx(
+        a.token_log_probs(valid.stories()).sum(), rel=1e-12
+    )
+
+
+def test_merge_of_runs_with_a_tiny_block_counts_every_key_once(tmp_path):
+    from hmm_lang.ngram_counts import count_sorted, sorted_groups
+
+    rng = np.random.default_rng(3)
+    blocks = [rng.integers(0, 40, size=int(n)) for n in rng.integers(1, 200, size=25)]
+    keys, counts = count_sorted(iter(blocks), tmp_path, block=3)
+    u, c = np.unique(np.concatenate(blocks), return_counts=True)
+    assert np.array_equal(keys, u) and np.array_equal(counts, c)
+    # groups of keys >> 2 are never split across pieces, even with pieces of 2 keys
+    seen = np.concatenate([g for _, g, _ in sorted_groups(keys, 2, block=2)])
+    assert np.array_equal(seen, np.unique(keys >> 2))
+
+
+def test_stream_keys_equal_per_story_keys():
+    from hmm_lang.ngram import ngram_keys
+    from hmm_lang.ngram_counts import stream_keys
+
+    s = _random_stream(2, 40, 30)
+    assert np.array_equal(
+        stream_keys(s.tokens, s.offsets, 4, 7, 5), ngram_keys(s.stories(), 4, 7, 5)
+    )

@@ -24,11 +24,13 @@ def test_stream_layout_and_decoding(tokenizers_dir, corpus):
 def test_cache_is_reused(tokenizers_dir, corpus):
     a = pretokenize(corpus.valid, hf_dir(tokenizers_dir, 1024))
     folder = hf_dir(tokenizers_dir, 1024) / "pretokenized"
-    before = {p: p.stat().st_mtime_ns for p in folder.glob("*.npz")}
+    before = {p: p.stat().st_mtime_ns for p in folder.glob("*/tokens.u16")}
     assert before
     b = pretokenize(corpus.valid, hf_dir(tokenizers_dir, 1024))
-    assert {p: p.stat().st_mtime_ns for p in folder.glob("*.npz")} == before
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("*/tokens.u16")} == before
     assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.offsets, b.offsets)
+    # read back memory-mapped and read-only: the stream is never loaded whole
+    assert isinstance(b.tokens, np.memmap) and not b.tokens.flags.writeable
 
 
 def test_zipf_exponent_of_exact_power_law():

@@ -22,12 +22,12 @@ def _nothing_in(path):
 def test_corrupt_pretokenized_cache_is_rebuilt_with_a_warning(tokenizers_dir, tmp_path, caplog):
     data = write_txt(tmp_path / "s.txt", [f"Tom saw a cat number {i}." for i in range(40)])
     src = load_corpus(str(data)).train
-    first = pretokenize(src, hf_dir(tokenizers_dir, 1024))
-    (cache,) = [p for p in (hf_dir(tokenizers_dir, 1024) / "pretokenized").glob("*.npz")
+    first = np.array(pretokenize(src, hf_dir(tokenizers_dir, 1024)).tokens)  # off the map
+    (cache,) = [p for p in (hf_dir(tokenizers_dir, 1024) / "pretokenized").glob("*/tokens.u16")
                 if p.stat().st_mtime_ns >= os.stat(data).st_mtime_ns]  # fmt: skip
-    cache.write_bytes(cache.read_bytes()[:50])
+    cache.write_bytes(cache.read_bytes()[:50])  # a truncated token file
     again = pretokenize(src, hf_dir(tokenizers_dir, 1024))
-    assert np.array_equal(first.tokens, again.tokens)
+    assert np.array_equal(first, again.tokens)
     assert "unreadable" in caplog.text
 
 
@@ -86,6 +86,27 @@ def test_atomic_writes_clean_up_after_a_killed_writer(tmp_path):
     (tmp_path / ".metrics.json.abc123.tmp").write_text("half")  # a SIGKILLed writer's leftover
     write_text(target, "{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_live_writers_temporary_is_not_taken_for_stale(tmp_path):
+    import subprocess
+    import sys
+
+    from hmm_lang.atomic import atomic_dir
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        mine = tmp_path / f".cache.{live.pid}.x1.tmp"  # another process building the same folder
+        gone = tmp_path / f".cache.{dead.pid}.x2.tmp"  # a killed writer's leftover
+        mine.mkdir()
+        gone.mkdir()
+        with atomic_dir(tmp_path / "cache") as d:
+            (d / "f").write_text("1")
+        assert mine.exists() and not gone.exists() and (tmp_path / "cache" / "f").exists()
+    finally:
+        live.kill()
 
 
 def test_resume_survives_a_half_written_metrics_line(tmp_path, tokenizers_dir):

@@ -48,3 +48,20 @@ def test_windowed_score_equals_full_context_for_a_bigram_model():
         seq = np.concatenate([[19], s.story(i)]).astype(np.int64)
         want = -float(sum(logp[a, b] for a, b in zip(seq[:-1], seq[1:], strict=True)))
         assert abs(nats[i] - want) < 1e-4
+
+
+def test_bos_stream_reads_the_with_bos_array_without_building_it():
+    from hmm_lang.transformer.data import BosStream, WindowSampler, with_bos
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(2, 50, size=int(n)).astype(np.uint16) for n in rng.integers(1, 9, 40)]
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
+    stream = TokenStream(np.concatenate(seqs), offsets, np.ones(40, int), 50, 1)
+    full, lazy = with_bos(stream, 0), BosStream(stream, 0)
+    assert len(lazy) == len(full)
+    idx = np.arange(len(full)).reshape(-1, 1)
+    assert np.array_equal(lazy.take(idx)[:, 0], full)
+    a, b = WindowSampler(full, 5, 16, seed=3), WindowSampler(lazy, 5, 16, seed=3)
+    for _ in range(5):  # the same windows, so training is unchanged
+        for x, y in zip(a.next(), b.next(), strict=True):
+            assert torch.equal(x, y)

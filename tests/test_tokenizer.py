@@ -1,3 +1,4 @@
+import itertools
 import json
 import os
 
@@ -152,3 +153,18 @@ def test_empty_corpus(tmp_path):
 def test_missing_tokenizer_message(tmp_path):
     with pytest.raises(HmmLangError, match="hmm-lang tokenizers"):
         load_tokenizer(tmp_path)
+
+
+def test_training_on_a_sample_is_recorded_and_equals_training_on_that_sample(tmp_path):
+    src = load_corpus("default", synthetic_stories=600).train
+    first = list(itertools.islice((s for b in src.iter_batches(1000) for s in b), 250))
+    train_tokenizer(src, 512, tmp_path / "a", sample_stories=250)
+    train_tokenizer(first, 512, tmp_path / "b")
+    meta = json.loads((custom_dir(tmp_path / "a", 512) / "hmm_lang.json").read_text())
+    assert meta["sample_stories"] == 250 and meta["n_stories"] == 250
+    same = [(custom_dir(tmp_path / d, 512) / "vocab.json").read_text() for d in "ab"]
+    assert same[0] == same[1]  # the same merges as training on exactly those stories
+    path = custom_dir(tmp_path / "a", 512) / "tokenizer.json"
+    mtime = os.stat(path).st_mtime_ns
+    train_tokenizer(src, 512, tmp_path / "a", sample_stories=300)  # another sample: retrained
+    assert os.stat(path).st_mtime_ns != mtime

@@ -68,6 +68,19 @@ def cmd_stats(args) -> None:
 
 
 def cmd_run(args) -> None:
+    if args.dry_run:
+        from hmm_lang.dryrun import format_plan, plan_run
+
+        plan = plan_run(
+            data=args.data,
+            valid=args.valid,
+            profile=args.profile,
+            max_stories=args.max_stories,
+            seed=args.seed,
+            tokenizers_dir=args.tokenizers_dir,
+        )
+        print(format_plan(plan))
+        return
     from hmm_lang.pipeline import run_pipeline
 
     run_dir = run_pipeline(
@@ -134,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="records")
     p.add_argument("--tokenizers-dir", default="tokenizers")
     p.add_argument("--force", action="store_true", help="redo stages whose outputs exist")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every stage with its sizes, peak memory and time (estimates); run nothing, "
+        "create no folder, download nothing",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

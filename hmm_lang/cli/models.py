@@ -19,6 +19,21 @@ def _streams(args):
     return pretokenize(corpus.train, args.tokenizer), pretokenize(corpus.valid, args.tokenizer)
 
 
+def _streams_once(args):
+    """:func:`_streams`; under torchrun rank 0 encodes first and the other ranks then read its
+    pretokenize cache: encoding together, the ranks race on the same cache path (each one's
+    writer clears the other's half-written temporary as stale and a rank fails)."""
+    from hmm_lang.hmm.distributed import is_distributed, is_main_process
+
+    if not is_distributed():
+        return _streams(args)
+    import torch.distributed as dist
+
+    streams = _streams(args) if is_main_process() else None
+    dist.barrier()  # a failing rank 0 exits and torchrun stops the ranks waiting here
+    return streams or _streams(args)
+
+
 def _record(args, name: str, config: dict):
     from hmm_lang.atomic import write_yaml
     from hmm_lang.records import new_run_dir, write_environment
@@ -51,11 +66,11 @@ def cmd_fit_hmm(args) -> None:
         from hmm_lang.runs import check_run_split
 
         check_run_split(cfg.run, _corpus(args))  # its training stories must not be our valid
-    train, valid = _streams(args)
+    train, valid = _streams_once(args)
     name = f"chmm{cfg.clones}" if cfg.cloned else f"hmm{cfg.states}"
     name = f"bhmm{cfg.states}x{cfg.clusters}" if cfg.blocked else name
-    if not is_main_process():
-        fit_hmm(train, valid, cfg)
+    if not is_main_process():  # only rank 0 makes the run folder and writes the outputs
+        fit_hmm(train, valid, cfg, progress=False)
         return
     run_dir = _record(args, name, vars(cfg))
     result = fit_hmm(train, valid, cfg)

@@ -60,7 +60,7 @@ def _one_story_per_lane(stories: list[np.ndarray]) -> LaneBatch:
     tokens = torch.zeros(len(stories), t, dtype=torch.long)
     valid = torch.zeros(len(stories), t, dtype=torch.bool)
     for i, s in enumerate(stories):
-        tokens[i, : len(s)] = torch.from_numpy(s)
+        tokens[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
         valid[i, : len(s)] = True
     start = torch.zeros_like(valid)
     start[:, 0] = True
@@ -98,7 +98,7 @@ def collect_belief_data(
         x = torch.zeros(len(chunk), max(len(s) for s in chunk) + 1, dtype=torch.long)
         x[:, 0] = bos_id
         for i, s in enumerate(chunk):
-            x[i, 1 : len(s) + 1] = torch.from_numpy(s)
+            x[i, 1 : len(s) + 1] = torch.from_numpy(np.asarray(s, dtype=np.int64))
         logits, cache = model.model.run_with_cache(
             x, names_filter=lambda n: n in hooks or n == "hook_embed"
         )

@@ -122,11 +122,10 @@ def ngram_entries(train, valid, orders, bos: int, v: int) -> list[Entry]:
     out = []
     for order in orders:
         t0 = time.perf_counter()
-        seqs = train.stories()
-        if order == 1:
-            model, name, family = UnigramModel(v).fit(seqs), "unigram", "unigram"
+        if order == 1:  # counted chunk by chunk: bounded memory on any corpus
+            model, name, family = UnigramModel(v).fit_stream(train), "unigram", "unigram"
         else:
-            model = KneserNeyModel(order, v, bos).fit(seqs)
+            model = KneserNeyModel(order, v, bos).fit_stream(train)
             name, family = f"KN {order}-gram", "n-gram"
         nats = _story_sums(model.token_log_probs(valid.stories()), valid)
         out.append(Entry(family, name, v, model.n_parameters, [nats], time.perf_counter() - t0))

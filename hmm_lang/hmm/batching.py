@@ -66,11 +66,39 @@ def check_sequences(sequences: Sequence[np.ndarray], vocab_size: int) -> None:
         )
 
 
+class PackedBatches(Sequence):
+    """The batches of :func:`pack_lanes`, a sequence of :class:`LaneBatch`.
+
+    Only the plan (which sequences go in which lane) is kept for a large corpus; each batch's
+    tensors (18 bytes per token) are built from the sequences when it is read, so a pass over
+    a memory-mapped stream holds one batch at a time. Small corpora (``cache_tokens`` or
+    fewer tokens) keep their built batches, since EM reads them every iteration."""
+
+    def __init__(self, sequences: Sequence[np.ndarray], plan: list, cache_tokens: int) -> None:
+        self.sequences, self.plan = sequences, plan
+        total = sum(len(sequences[i]) for b in plan for lane in b for i in lane)
+        self._cache = [_build(sequences, b) for b in plan] if total <= cache_tokens else None
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if self._cache is not None:
+            return self._cache[i]
+        return _build(self.sequences, self.plan[i])
+
+
 def pack_lanes(
-    sequences: Sequence[np.ndarray], batch_tokens: int = 1 << 18, lane_len: int = 512
-) -> list[LaneBatch]:
+    sequences: Sequence[np.ndarray],
+    batch_tokens: int = 1 << 18,
+    lane_len: int = 512,
+    cache_tokens: int = 1 << 23,
+) -> PackedBatches:
     """Pack ``sequences`` into batches of about ``batch_tokens`` tokens in lanes of ``lane_len``
-    steps (raised to the longest sequence), longest first, each into the emptiest lane."""
+    steps (raised to the longest sequence), longest first, each into the emptiest lane.
+    Batches are built when read, unless the corpus has at most ``cache_tokens`` tokens."""
     if len(sequences) == 0:
         raise HmmLangError("no sequences to pack; the token stream is empty")
     lane_len = max(lane_len, max(len(s) for s in sequences))
@@ -96,7 +124,7 @@ def pack_lanes(
         lanes[lane].append(i)
         heapq.heapreplace(heap, (used + n, lane))
     batches.append(lanes)
-    return [_build(sequences, b) for b in batches]
+    return PackedBatches(sequences, batches, cache_tokens)
 
 
 def _build(sequences: Sequence[np.ndarray], lanes: list[list[int]]) -> LaneBatch:

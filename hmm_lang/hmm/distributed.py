@@ -42,14 +42,19 @@ def all_reduce_stats(stats: HMMStats) -> HMMStats:
 def init_from_env() -> bool:
     """Join the process group that ``torchrun`` describes in the environment, if any.
 
-    Returns True when running distributed (WORLD_SIZE > 1): gloo on CPU, nccl with CUDA.
+    Returns True when running distributed (WORLD_SIZE > 1): gloo for CPU tensors, and nccl
+    for CUDA tensors where there is a GPU (each local rank on its own device).
     """
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
         return is_distributed()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend)
+    if torch.cuda.is_available():
+        # one GPU per local rank; gloo as well, for statistics kept on the CPU (--device cpu)
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("cpu:gloo,cuda:nccl")
+    else:
+        dist.init_process_group("gloo")
     return True
 
 

@@ -229,8 +229,8 @@ def _sequences(train: TokenStream, valid: TokenStream | None, cfg: HMMFitConfig)
     cfg.validate()
     if valid is not None:
         check_vocab(train.vocab_size, valid.vocab_size, "training stream")
-    seqs = [s.astype(np.int64) for s in train.stories()]
-    seqs = seqs[: cfg.max_train_stories] if cfg.max_train_stories else seqs
+    # views into the (memory-mapped) stream; batches convert them to int64 when built
+    seqs = train.head(cfg.max_train_stories).stories() if cfg.max_train_stories else train.stories()
     check_sequences(seqs, train.vocab_size)
     mask = dev_mask(len(seqs), cfg.dev_fraction, cfg.dev_seed)
     fit = [s for s, m in zip(seqs, mask, strict=True) if not m]

@@ -22,20 +22,43 @@ log = logging.getLogger(__name__)
 
 
 def with_bos(stream: TokenStream, bos_id: int) -> np.ndarray:
-    """(N + S,) the stream with ``bos_id`` before every story."""
+    """(N + S,) the stream with ``bos_id`` before every story (a copy; see :class:`BosStream`)."""
     return np.insert(stream.tokens, stream.offsets[:-1], bos_id)
 
 
-class WindowSampler:
-    """Random windows of a flat token array; reproducible and resumable (``state_dict``)."""
+class BosStream:
+    """:func:`with_bos` read on demand: element ``i`` of the virtual (N + S,) array is computed
+    from the (memory-mapped) stream, so training never holds the corpus in memory."""
 
-    def __init__(self, tokens: np.ndarray, n_ctx: int, batch_size: int, seed: int):
+    def __init__(self, stream: TokenStream, bos_id: int) -> None:
+        self.tokens, self.bos_id = stream.tokens, bos_id
+        # virtual index of each story's <s>: story s starts s places later than in the stream
+        self.starts = stream.offsets[:-1] + np.arange(stream.n_stories)
+        self.n = stream.n_tokens + stream.n_stories
+
+    def __len__(self) -> int:
+        return self.n
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """int64 elements at the virtual indices ``idx`` (any shape)."""
+        story = np.searchsorted(self.starts, idx, side="right") - 1
+        src = idx - story - 1  # index into the stream where idx is not a <s>
+        at_bos = idx == self.starts[story]
+        out = np.asarray(self.tokens[np.where(at_bos, 0, src).ravel()], dtype=np.int64)
+        return np.where(at_bos, self.bos_id, out.reshape(idx.shape))
+
+
+class WindowSampler:
+    """Random windows of a flat token array (or a :class:`BosStream`); reproducible and
+    resumable (``state_dict``)."""
+
+    def __init__(self, tokens: np.ndarray | BosStream, n_ctx: int, batch_size: int, seed: int):
         if len(tokens) < n_ctx + 2:
             raise HmmLangError(
                 f"the training stream has {len(tokens)} tokens, fewer than n_ctx + 1 = "
                 f"{n_ctx + 1}; use more stories or a smaller model.n_ctx"
             )
-        self.tokens = torch.from_numpy(tokens.astype(np.int64))
+        self.tokens = tokens
         self.n_ctx, self.batch_size = n_ctx, batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self.offsets = torch.arange(n_ctx + 1)
@@ -44,7 +67,11 @@ class WindowSampler:
         """(B, n_ctx) inputs and (B, n_ctx) next-token targets."""
         hi = len(self.tokens) - self.n_ctx - 1
         starts = torch.randint(0, hi, (self.batch_size,), generator=self.generator)
-        w = self.tokens[starts[:, None] + self.offsets]
+        idx = (starts[:, None] + self.offsets).numpy()
+        if isinstance(self.tokens, BosStream):
+            w = torch.from_numpy(self.tokens.take(idx))
+        else:
+            w = torch.from_numpy(np.asarray(self.tokens[idx], dtype=np.int64))
         return w[:, :-1], w[:, 1:]
 
     def state_dict(self) -> dict:

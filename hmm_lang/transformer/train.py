@@ -30,7 +30,7 @@ from hmm_lang.hmm.distributed import init_from_env, rank_and_world
 from hmm_lang.records import mark_complete, new_run_dir, write_environment
 from hmm_lang.runs import config_streams
 from hmm_lang.tokenizer import BOS, load_tokenizer, resolve_tokenizer_dir
-from hmm_lang.transformer.data import WindowSampler, evaluate, with_bos
+from hmm_lang.transformer.data import BosStream, WindowSampler, evaluate
 from hmm_lang.transformer.model import (
     HookedTransformerModel,
     check_checkpoint_vocab,
@@ -240,7 +240,7 @@ def train(
     optimizer = _optimizer(model, tc)
     global_batch = tc.batch_tokens // cfg.model.n_ctx
     bos = tokenizer.convert_tokens_to_ids(BOS)
-    sampler = WindowSampler(with_bos(train_stream, bos), cfg.model.n_ctx, global_batch, tc.seed)
+    sampler = WindowSampler(BosStream(train_stream, bos), cfg.model.n_ctx, global_batch, tc.seed)
     start = 0
     ckpt = latest_checkpoint(run_dir) if resume is not None else None
     for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # a killed session's partial write
