@@ -128,10 +128,12 @@ def _context(prof: Profile, size: DataSize, device: E.Device, data_args: dict, t
 
 def _tokenizers(c) -> StagePlan:
     d, vs = c.d, c.p.vocab_sizes
-    secs = len(vs) * d.train_bytes / E.TOKENIZER_BPS
+    n = min(c.p.tokenizer_stories or d.train_stories, d.train_stories)
+    n_bytes = d.train_bytes * n / max(d.train_stories, 1)
+    secs = len(vs) * n_bytes / E.TOKENIZER_BPS
     return StagePlan(
         "tokenizers",
-        f"BPE V={_list(vs)} on {d.train_stories:,} stories ({_size(d.train_bytes)}); "
+        f"BPE V={_list(vs)} on {n:,} stories ({_size(n_bytes)}); "
         "reused where an identical tokenizer exists",
         [Part("train", "BPE", "cpu", E.BASE_RAM + E.TOKENIZER_RAM, secs)],
     )
@@ -154,17 +156,17 @@ def _transformer(c) -> StagePlan:
     tok = d.train_tokens(c.v)
     steps = t.total_steps
     seen = steps * t.batch_tokens
-    step = E.transformer_step(m, t.batch_tokens, c.v)
+    step = E.transformer_step(m, t.batch_tokens, c.v, fused=dev.name == "gpu")
     weights = E.transformer_train_bytes(c.n, step)
     host = E.BASE_RAM + 24.0 * d.train_stories  # offsets, bytes, <s> places; tokens mapped
     gpu = weights if dev.name == "gpu" else 0.0
     evals = steps // t.eval_interval * min(t.eval_stories or d.valid_stories, d.valid_stories)
     eval_tok = evals * d.valid_tokens(c.v) / max(d.valid_stories, 1) + d.valid_tokens(c.v)
     have = available_bytes()
-    if t.check_memory and have is not None and step > have:
+    if t.check_memory and dev.name != "gpu" and have is not None and step > have:
         c.notes.append(
-            f"transformer: train compares its step estimate ({_mem(step)}) with the free RAM "
-            f"({_mem(have)} here), on a GPU too: the run would stop there unless "
+            f"transformer: its step estimate ({_mem(step)}) exceeds the free RAM "
+            f"({_mem(have)} here): the run would stop there unless "
             "train.check_memory=false or a smaller train.batch_tokens"
         )
     return StagePlan(
@@ -233,7 +235,7 @@ def _ladder(c) -> StagePlan:
         for k in p.hmm_states:
             seeds = len(p.hmm_seeds) if k <= 256 else 1  # LadderConfig.multi_seed_max_states
             ram = E.dense_hmm_bytes(k, vs, h, hs)
-            add("dense", seeds * E.dense_em_seconds(k, fit, dense_its), ram)
+            add("dense", seeds * E.dense_em_seconds(k, fit, dense_its, _hmm_dev(c)), ram)
         bigrams = E.distinct_ngrams(2, vs, h)
         for cl in p.cloned_clones:  # allocation auto: uniform (n) and frequency (up to 2n)
             for b in (cl, 2 * cl if cl > 1 else 1):
@@ -259,7 +261,8 @@ def _ladder(c) -> StagePlan:
     if other:
         secs = len(other) * d.train_bytes / E.PRETOKENIZE_BPS
         parts.append(Part("pretokenize", f"train, V={_list(other)}", "cpu", E.BASE_RAM, secs))
-    parts += [Part(f, what[f], "cpu", r, s) for f, (s, r) in cost.items()]
+    where = {"dense": _hmm_dev(c).name}
+    parts += [Part(f, what[f], where.get(f, "cpu"), r, s) for f, (s, r) in cost.items()]
     scoring = E.seconds(d.valid_tokens(v) * c.fpt / 3, E.CPU)
     parts.append(Part("transformer", "scored on CPU", "cpu", E.BASE_RAM + 4.0 * c.n, scoring))
     return StagePlan(
@@ -271,6 +274,11 @@ def _ladder(c) -> StagePlan:
     )
 
 
+def _hmm_dev(c) -> E.Device:
+    """Dense EM's device: the GPU where the profile asks for one (``auto``) and plans one."""
+    return E.GPU if c.p.hmm_device != "cpu" and c.dev is E.GPU else E.CPU
+
+
 def _hmm_tokens(c, v: int) -> int:
     """Tokens at ``v`` of the training stories the ladder's HMMs fit (the profile's cap)."""
     d, cap = c.d, c.p.hmm_train_stories
@@ -280,7 +288,8 @@ def _hmm_tokens(c, v: int) -> int:
 
 def _beliefs(c) -> StagePlan:
     p, m, v = c.p, c.cfg.model, c.v
-    tok, s = c.d.train_tokens(v), c.d.train_stories  # the run's whole training split
+    s = min(p.hmm_train_stories or c.d.train_stories, c.d.train_stories)  # the HMM's stories
+    tok = _hmm_tokens(c, v)
     its = min(p.hmm_max_iters, E.EM_ITERS)
     k, n, top = p.belief_states, p.belief_tokens, p.belief_top_tokens
     hooks, dim, sets = m.n_layers + 1, m.d_model + top, 3 * (m.n_layers + 1) + 2
@@ -288,13 +297,20 @@ def _beliefs(c) -> StagePlan:
     targets = n * 8.0 * (k + 2 * 4 * max(k, top))  # beliefs; 4 targets and their shuffles
     joined = n * 4.0 * hooks * dim  # each hook joined with the logits
     probe_flops = sets * (2.0 * n * dim * dim + 16.0 * n * dim * max(k, top))
-    fit = E.dense_em_seconds(k, round(tok * 0.95), its)
+    fit = E.dense_em_seconds(k, round(tok * 0.95), its, _hmm_dev(c))
     return StagePlan(
         "beliefs",
-        f"dense HMM K={k} on all {_n(tok)} training tokens (V={v}, EM ~{its} iterations); "
+        f"dense HMM K={k} on {s:,} training stories ({_n(tok)} tokens, V={v}, EM ~{its} "
+        f"iterations); "
         f"probes on {n:,} positions, {p.belief_k_folds} folds, {p.belief_boot} resamples",
         [
-            Part("hmm", f"dense K={k}", "cpu", E.BASE_RAM + E.dense_hmm_bytes(k, v, tok, s), fit),
+            Part(
+                "hmm",
+                f"dense K={k}",
+                _hmm_dev(c).name,
+                E.BASE_RAM + E.dense_hmm_bytes(k, v, tok, s),
+                fit,
+            ),
             Part(
                 "residuals",
                 "2 models, on CPU",
@@ -400,7 +416,8 @@ def format_plan(plan: RunPlan) -> str:
         "Estimates, nothing was run: no stage ran, no folder was created, no tokenizer was",
         "trained, nothing was downloaded. hmm_lang/estimate.py names the source of each constant.",
         f"* CPU: {E.CPU.flops:.0e} FLOP/s and rates measured on the project's 2-core machine (more",
-        "  cores: faster). HMMs, n-grams, analysis and probes run on the CPU in every profile.",
+        "  cores: faster). Dense EM runs on the GPU where the profile says (gpu: hmm_device auto);",
+        "  cloned and blocked HMMs, n-grams, analysis and probes run on the CPU in every profile.",
         f"* GPU: {E.GPU.flops:.0e} FLOP/s for one H100/H200-class GPU (bf16), {rate}. Its memory:",
         "  weights, gradients, AdamW moments and hmm_lang.memory's step estimate (float32,",
         "  attention patterns materialised: more than the fused bf16 step needs).",

@@ -69,6 +69,9 @@ NGRAM_ANCHORS = {
     ),
 }
 EM_TOKEN_S = 4e-7
+# GPU EM is bound by kernel launches: a 512-step lane loop of ~10 launches (~5 us each) per step
+# over a 2^18-token batch is ~1e-7 s per token (an assumption until measured on a GPU)
+GPU_EM_TOKEN_S = 1e-7
 BLOCK_FLOPS = 4e8
 BLOCK_TOKEN_S = 2e-6
 NGRAM_TOKEN_S = 1.2e-7  # per token and per order
@@ -188,7 +191,10 @@ def dense_em_flops(states: int) -> float:
 
 
 def dense_em_seconds(states: int, tokens: int, iterations: int, device: Device = CPU) -> float:
-    return iterations * tokens * (EM_TOKEN_S + dense_em_flops(states) / device.flops)
+    """EM time: a per-token overhead (CPU: measured; GPU: ``GPU_EM_TOKEN_S``, launch-bound,
+    assumed) plus the forward-backward FLOPs at the device's rate."""
+    overhead = EM_TOKEN_S if device is CPU else GPU_EM_TOKEN_S
+    return iterations * tokens * (overhead + dense_em_flops(states) / device.flops)
 
 
 def block_hmm_bytes(block: int, n_blocks: int, vocab_size: int, tokens: int, stories: int) -> float:
@@ -225,12 +231,14 @@ def transformer_train_bytes(params: int, step_bytes: float) -> float:
     return 16.0 * params + step_bytes
 
 
-def transformer_step(model, batch_tokens: int, d_vocab: int) -> float:
-    """:func:`transformer_step_bytes` for a ``ModelConfig``-like ``model``."""
+def transformer_step(model, batch_tokens: int, d_vocab: int, fused: bool = False) -> float:
+    """:func:`transformer_step_bytes` for a ``ModelConfig``-like ``model`` (``fused``: on a GPU,
+    whose fused attention stores no patterns, as train.py's memory check assumes)."""
     m = model
     return transformer_step_bytes(
-        batch_tokens, m.n_ctx, m.d_model, m.d_mlp, m.n_layers, m.n_heads, d_vocab
-    )
+        batch_tokens, m.n_ctx, m.d_model, m.d_mlp, m.n_layers, m.n_heads, d_vocab,
+        patterns=not fused,
+    )  # fmt: skip
 
 
 def seconds(flops: float, device: Device) -> float:

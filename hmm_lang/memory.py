@@ -24,13 +24,22 @@ def available_bytes() -> int | None:
     return None
 
 
-def check_memory(need: float, what: str, fix: str, override: str = "--no-memory-check") -> None:
-    """One-line error when ``need`` bytes exceed the available RAM."""
-    have = available_bytes()
+def check_memory(
+    need: float, what: str, fix: str, override: str = "--no-memory-check", device=None
+) -> None:
+    """One-line error when ``need`` bytes exceed the free memory of ``device`` (a CUDA
+    ``torch.device``: its free GPU memory; otherwise the available RAM)."""
+    where = ""
+    if device is not None and getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        have, where = torch.cuda.mem_get_info(device)[0], f" on {device}"
+    else:
+        have = available_bytes()
     if have is not None and need > have:
         raise HmmLangError(
-            f"{what} needs about {need / GiB:.1f} GiB but {have / GiB:.1f} GiB is free; {fix} "
-            f"(or {override} to try anyway)"
+            f"{what} needs about {need / GiB:.1f} GiB but {have / GiB:.1f} GiB is free{where}; "
+            f"{fix} (or {override} to try anyway)"
         )
 
 
@@ -47,11 +56,14 @@ def dense_fit_bytes(states: int, vocab_size: int, batch_tokens: int) -> float:
 
 def transformer_step_bytes(
     batch_tokens: int, n_ctx: int, d_model: int, d_mlp: int, n_layers: int, n_heads: int,
-    d_vocab: int,
+    d_vocab: int, patterns: bool = True,
 ) -> float:  # fmt: skip
     """Activations kept for backward in one step (float32): per layer the residual, attention
-    and MLP activations and the (B, H, n_ctx, n_ctx) patterns; the logits and their
-    gradient."""
+    and MLP activations and, unless the attention kernel is fused (``patterns=False``: CUDA's
+    flash / memory-efficient scaled-dot-product attention keeps none), the (B, H, n_ctx, n_ctx)
+    patterns; the logits and their gradient."""
     b = batch_tokens // max(n_ctx, 1)
-    per_layer = batch_tokens * (8 * d_model + 2 * d_mlp) + 2 * b * n_heads * n_ctx * n_ctx
+    per_layer = batch_tokens * (8 * d_model + 2 * d_mlp)
+    if patterns:
+        per_layer += 2 * b * n_heads * n_ctx * n_ctx
     return 4.0 * (n_layers * per_layer + 3 * batch_tokens * d_vocab)

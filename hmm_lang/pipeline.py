@@ -38,6 +38,8 @@ class Profile:
     hmm_max_iters: int = 300  # EM stops earlier when the dev split stops improving
     hmm_seeds: tuple[int, ...] = (0,)
     hmm_train_stories: int | None = None
+    hmm_device: str = "cpu"  # dense EM's device; "auto": CUDA where there is one
+    tokenizer_stories: int | None = None  # BPE trained on the first this many stories (None: all)
     cloned_clones: tuple[int, ...] = ()
     blocked_states: tuple[int, ...] = ()  # blocked HMMs in the ladder (K, in blocked_clusters)
     blocked_clusters: int = 128
@@ -98,7 +100,12 @@ PROFILES = {
         hmm_states=(16, 64, 256, 1024),
         hmm_max_iters=300,
         hmm_seeds=(0, 1, 2),
-        cloned_clones=(1, 4, 16, 32),
+        # HMMs on 200k stories (~45M tokens at V=4096): the full 2.1M would take days of
+        # cloned EM (see `hmm-lang run --profile gpu --dry-run`)
+        hmm_train_stories=200_000,
+        hmm_device="auto",
+        tokenizer_stories=200_000,
+        cloned_clones=(1, 4, 16),
         transformer_config="gpu_base",
         analysis_tokens=4096,
     ),

@@ -47,7 +47,8 @@ def is_complete(run_dir: str | Path) -> bool:
 
 def discard_incomplete() -> list[Path]:
     """Remove the unfinished run folders this process created, except those holding work a
-    rerun resumes from (training checkpoints, finished pipeline stages); returns the removed."""
+    rerun resumes from (training checkpoints, finished pipeline stages) or finished results
+    (an interrupted ladder's rows); returns the removed."""
     import shutil
 
     removed = []
@@ -55,6 +56,8 @@ def discard_incomplete() -> list[Path]:
         if not path.exists() or is_complete(path):
             continue
         if any(path.glob("checkpoints/*.pt")) or any(path.glob("stages/*.json")):
+            continue
+        if (path / "ladder.csv").exists():  # the finished models of an interrupted ladder
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)

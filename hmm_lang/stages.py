@@ -27,14 +27,29 @@ def _save_figs(figs: dict, stage_dir: Path, html: bool = True) -> list[str]:
     return names
 
 
+def hmm_device(p) -> str:
+    """Where dense EM runs: the profile's ``hmm_device``, ``auto`` meaning CUDA if present."""
+    if p.hmm_device != "auto":
+        return p.hmm_device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def stage_tokenizers(state: RunState) -> None:
     from hmm_lang.tokenizer import train_tokenizers
 
     def fn(stage_dir: Path) -> dict:
-        dirs = train_tokenizers(state.corpus.train, state.profile.vocab_sizes, state.tokenizers_dir)
+        p = state.profile
+        dirs = train_tokenizers(
+            state.corpus.train, p.vocab_sizes, state.tokenizers_dir,
+            sample_stories=p.tokenizer_stories,
+        )  # fmt: skip
         return {str(v): str(d) for v, d in dirs.items()}
 
     inputs = {"data": state.corpus.train.fingerprint(), "vocab": state.profile.vocab_sizes}
+    if state.profile.tokenizer_stories is not None:  # keys of existing runs stay as they were
+        inputs["sample"] = state.profile.tokenizer_stories
     run_stage(state, "tokenizers", inputs, fn)
 
 
@@ -178,6 +193,7 @@ def stage_ladder(state: RunState) -> None:
         blocked_states=p.blocked_states,
         blocked_clusters=p.blocked_clusters,
         max_train_stories=p.hmm_train_stories,
+        hmm_device=hmm_device(p),
         transformer_runs=[state.transformer_run],
     )
 
@@ -213,6 +229,8 @@ def stage_beliefs(state: RunState) -> None:
             k_folds=p.belief_k_folds,
             n_boot=p.belief_boot,
             top_tokens=p.belief_top_tokens,
+            max_train_stories=p.hmm_train_stories,
+            device=hmm_device(p),
         )
         return {
             "rows": rows,
@@ -228,6 +246,7 @@ def stage_beliefs(state: RunState) -> None:
             "transformer": state.keys["transformer"],
             "p": [p.belief_states, p.hmm_max_iters, p.belief_tokens, p.belief_k_folds],
             "q": [p.belief_boot, p.belief_top_tokens, 2],  # 2: the probe protocol's version
+            "h": [p.hmm_train_stories],
         },
         fn,
     )

@@ -197,3 +197,27 @@ def test_lvd_start_and_starts_experiment(tmp_path, corpus, tokenizers_dir, tiny_
     out, summary = run_starts(corpus, tok, cfg, tmp_path)
     assert {s["init"] for s in summary} == {"split", "class-bigram", "lvd"}
     assert (out / "curves.csv").exists() and (out / "starts.html").exists()
+
+
+def test_an_interrupted_ladder_keeps_its_finished_rows(
+    tmp_path, corpus, tokenizers_dir, monkeypatch
+):
+    import csv
+
+    from hmm_lang.experiments import ladder as ladder_mod
+    from hmm_lang.records import discard_incomplete
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # Ctrl-C during the first HMM fit
+
+    monkeypatch.setattr(ladder_mod, "fit_hmm", killed)
+    cfg = LadderConfig(vocab_sizes=(1024,), ngram_orders=(1, 2, 3), hmm_states=(4,), n_boot=50)
+    with pytest.raises(KeyboardInterrupt):
+        run_ladder(corpus, tokenizers_dir, cfg, tmp_path)
+    discard_incomplete()  # what the CLI does after Ctrl-C: this folder holds results, so stays
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.endswith("_ladder")]
+    with open(run_dir / "ladder.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == ["unigram", "KN 2-gram", "KN 3-gram"]
+    assert all(float(r["bpb_lo"]) <= float(r["bits_per_byte"]) <= float(r["bpb_hi"]) for r in rows)
+    assert (run_dir / ".incomplete").exists() and "KN 3-gram" in (run_dir / "ladder.md").read_text()

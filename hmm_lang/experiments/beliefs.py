@@ -168,12 +168,15 @@ def run_beliefs(
     n_boot: int = 1000,
     top_tokens: int = 256,
     progress: bool = True,
+    max_train_stories: int | None = None,
+    device: str = "cpu",
 ):
     """Fit (or take) an HMM on the run's training tokens, probe every target against every
     control, write ``<out_dir>/<time>_beliefs/`` (beliefs.csv, beliefs.md, figures).
 
     The HMM follows the fit protocol (choices on a dev split of the training stories); the
-    probes read validation stories only."""
+    probes read validation stories only. ``max_train_stories`` caps the HMM's training stories;
+    ``device`` is where its EM runs."""
     import copy
 
     from hmm_lang.analysis.embeddings import (
@@ -203,11 +206,15 @@ def run_beliefs(
     train, valid = run_streams(run)
     out = new_run_dir(out_dir, "beliefs")
     settings = dict(states=states, iters=iters, n_tokens=n_tokens, seed=seed, k_folds=k_folds)
-    settings |= dict(n_boot=n_boot, top_tokens=top_tokens)
+    settings |= dict(n_boot=n_boot, top_tokens=top_tokens, max_train_stories=max_train_stories)
     write_yaml(out / "config.yaml", {"run": str(run.path), **settings})
     write_environment(out)
     if hmm is None:
-        fit = fit_hmm(train, None, HMMFitConfig(states=states, max_iters=iters, seed=seed))
+        hc = HMMFitConfig(
+            states=states, max_iters=iters, seed=seed, max_train_stories=max_train_stories,
+            device=device,
+        )  # fmt: skip
+        fit = fit_hmm(train, None, hc)
         hmm = fit.model
         hmm.save(out / "hmm.pt")
         write_json(

@@ -18,8 +18,10 @@ distribution whose entries must sum to one.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,6 +59,7 @@ class LadderConfig:
     blocked_block_size: int | None = None  # if set, clusters = K / block size for every K
     blocked_config: str | None = None  # YAML of HMMFitConfig settings for blocked fits
     max_train_stories: int | None = None  # HMM training stories (None: all)
+    hmm_device: str = "cpu"  # where dense EM runs (cloned and blocked fits run on the CPU)
     transformer_runs: list[str] = field(default_factory=list)
     n_boot: int = 1000
     dev_fraction: float = 0.05
@@ -118,8 +121,7 @@ def _story_sums(token_log_probs: np.ndarray, stream: TokenStream) -> np.ndarray:
     return -np.add.reduceat(token_log_probs, stream.offsets[:-1])
 
 
-def ngram_entries(train, valid, orders, bos: int, v: int) -> list[Entry]:
-    out = []
+def ngram_entries(train, valid, orders, bos: int, v: int) -> Iterator[Entry]:
     for order in orders:
         t0 = time.perf_counter()
         if order == 1:  # counted chunk by chunk: bounded memory on any corpus
@@ -128,12 +130,10 @@ def ngram_entries(train, valid, orders, bos: int, v: int) -> list[Entry]:
             model = KneserNeyModel(order, v, bos).fit_stream(train)
             name, family = f"KN {order}-gram", "n-gram"
         nats = _story_sums(model.token_log_probs(valid.stories()), valid)
-        out.append(Entry(family, name, v, model.n_parameters, [nats], time.perf_counter() - t0))
-    return out
+        yield Entry(family, name, v, model.n_parameters, [nats], time.perf_counter() - t0)
 
 
-def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> list[Entry]:
-    out = []
+def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> Iterator[Entry]:
     common = dict(
         max_iters=cfg.max_iters,
         tol=cfg.tol,
@@ -144,23 +144,26 @@ def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> list[Entry]:
     for k in cfg.hmm_states:
         seeds = cfg.seeds if k <= cfg.multi_seed_max_states else cfg.seeds[:1]
         fits = [
-            fit_hmm(train, valid, HMMFitConfig(states=k, init=cfg.hmm_init, seed=s, **common))
+            fit_hmm(
+                train,
+                valid,
+                HMMFitConfig(states=k, init=cfg.hmm_init, seed=s, device=cfg.hmm_device, **common),
+            )
             for s in seeds
         ]
-        out.append(_fit_entry("dense HMM", f"HMM K={k}", v, k, fits, list(seeds)))
+        yield _fit_entry("dense HMM", f"HMM K={k}", v, k, fits, list(seeds))
     for c in cfg.cloned_clones:
         hc = HMMFitConfig(cloned=True, clones=c, allocation=cfg.cloned_allocation, **common)
         res = fit_hmm(train, valid, hc)
         n = res.model.n_states
-        out.append(_fit_entry("cloned HMM", f"cloned HMM {n} states", v, n, [res], [0]))
+        yield _fit_entry("cloned HMM", f"cloned HMM {n} states", v, n, [res], [0])
     extra = _blocked_settings(cfg.blocked_config)
     for k in cfg.blocked_states:
         m = k // cfg.blocked_block_size if cfg.blocked_block_size else min(cfg.blocked_clusters, k)
         hb = HMMFitConfig(**(common | extra | {"blocked": True, "states": k, "clusters": m}))
         res = fit_hmm(train, valid, hb)
         name = f"blocked HMM {k} states ({m} clusters, {res.choices.get('train', 'em')})"
-        out.append(_fit_entry("blocked HMM", name, v, k, [res], [0]))
-    return out
+        yield _fit_entry("blocked HMM", name, v, k, [res], [0])
 
 
 def _blocked_settings(path: str | None) -> dict:
@@ -277,22 +280,35 @@ def summarise(entries: list[Entry], valid: TokenStream, n_boot: int, seed: int =
 
 
 def ladder_rows(
-    corpus: Corpus, tokenizers_dir: str | Path, cfg: LadderConfig, curves: list | None = None
+    corpus: Corpus,
+    tokenizers_dir: str | Path,
+    cfg: LadderConfig,
+    curves: list | None = None,
+    on_entry: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """Fit and score every model of the ladder; one row per model (see :func:`summarise`).
-    EM curves of every HMM fit are appended to ``curves`` if given."""
-    rows = []
+    EM curves of every HMM fit are appended to ``curves`` if given. ``on_entry`` gets the rows
+    so far after each model (n-grams first, so the KN5 differences are there from the first
+    HMM on); the bootstrap draws depend only on the seed, so those rows are final."""
+    rows: list[dict] = []
     transformers = transformer_entries(corpus, cfg.transformer_runs) if cfg.transformer_runs else []
     for v in cfg.vocab_sizes:
         tok_dir = hf_dir(tokenizers_dir, v)
         train, valid = pretokenize(corpus.train, tok_dir), pretokenize(corpus.valid, tok_dir)
         bos = load_tokenizer(tok_dir).convert_tokens_to_ids(BOS)
-        entries = ngram_entries(train, valid, cfg.ngram_orders, bos, v)
-        entries += hmm_entries(train, valid, cfg, v)
-        entries += [t for t in transformers if t.vocab_size == v]
+        entries: list[Entry] = []
+        # lazy: each model is fitted when the loop reaches it
+        for e in itertools.chain(
+            ngram_entries(train, valid, cfg.ngram_orders, bos, v),
+            hmm_entries(train, valid, cfg, v),
+            (t for t in transformers if t.vocab_size == v),
+        ):
+            entries.append(e)
+            if curves is not None:
+                curves += e.curves
+            if on_entry is not None:
+                on_entry(rows + summarise(entries, valid, cfg.n_boot))
         rows += summarise(entries, valid, cfg.n_boot)
-        if curves is not None:
-            curves += [c for e in entries for c in e.curves]
     return rows
 
 
@@ -336,10 +352,15 @@ def run_ladder(
     write_environment(run_dir)
     train_tokenizers(corpus.train, cfg.vocab_sizes, tokenizers_dir)
     curves: list[dict] = []
-    rows = ladder_rows(corpus, tokenizers_dir, cfg, curves)
-    write_csv(run_dir / "ladder.csv", rows)
-    write_csv(run_dir / "curves.csv", curves)
-    write_text(run_dir / "ladder.md", markdown_table(rows))
+
+    def write_tables(rows: list[dict]) -> None:
+        """After every model: a kill loses at most the model being fitted."""
+        write_csv(run_dir / "ladder.csv", rows)
+        write_csv(run_dir / "curves.csv", curves)
+        write_text(run_dir / "ladder.md", markdown_table(rows))
+
+    rows = ladder_rows(corpus, tokenizers_dir, cfg, curves, on_entry=write_tables)
+    write_tables(rows)
     save_figure(ladder_figure(rows), run_dir, "ladder", png=False)
     save_figure(seconds_figure(rows), run_dir, "ladder_seconds", png=False)
     if curves:

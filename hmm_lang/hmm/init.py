@@ -32,10 +32,15 @@ SPLIT_COPIES = 4  # noisy copies per cluster in the split start
 
 
 def bigram_counts(sequences: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
-    """(V, V) counts of adjacent pairs within sequences."""
-    prev = np.concatenate([s[:-1] for s in sequences]).astype(np.int64)
-    nxt = np.concatenate([s[1:] for s in sequences]).astype(np.int64)
-    flat = np.bincount(prev * vocab_size + nxt, minlength=vocab_size * vocab_size)
+    """(V, V) counts of adjacent pairs within sequences, counted ``chunk`` sequences at a time
+    (the pair keys of the whole corpus are never held at once)."""
+    chunk = 1 << 14
+    flat = np.zeros(vocab_size * vocab_size, dtype=np.int64)
+    for a in range(0, len(sequences), chunk):
+        part = sequences[a : a + chunk]
+        prev = np.concatenate([s[:-1] for s in part]).astype(np.int64)
+        nxt = np.concatenate([s[1:] for s in part]).astype(np.int64)
+        flat += np.bincount(prev * vocab_size + nxt, minlength=vocab_size * vocab_size)
     return flat.reshape(vocab_size, vocab_size).astype(np.float64)
 
 

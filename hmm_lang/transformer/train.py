@@ -197,11 +197,20 @@ def train(
         from hmm_lang.memory import check_memory, transformer_step_bytes
 
         m = cfg.model
+        # each process holds its own share of the batch, on its GPU where it trains on one
+        dev = resolve_device(tc.device)
+        if dev.type == "cuda":
+            dev = torch.device("cuda", rank % torch.cuda.device_count())
         need = transformer_step_bytes(
-            tc.batch_tokens, m.n_ctx, m.d_model, m.d_mlp, m.n_layers, m.n_heads, m.d_vocab
-        )
+            tc.batch_tokens // world, m.n_ctx, m.d_model, m.d_mlp, m.n_layers, m.n_heads,
+            m.d_vocab, patterns=dev.type != "cuda",
+        )  # fmt: skip
         check_memory(
-            need, "one training step", "lower train.batch_tokens", "train.check_memory=false"
+            need,
+            f"one training step ({tc.batch_tokens // world} tokens per process)",
+            "lower train.batch_tokens",
+            "train.check_memory=false",
+            device=dev,
         )
     if tc.batch_tokens < cfg.model.n_ctx * world:
         raise HmmLangError(
