@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from hmm_lang.analysis.report import similarity_figure
 from hmm_lang.analysis.residual import collect_residuals
 from hmm_lang.plots.export import save_figure
+from hmm_lang.plots.run_figures import similarity_figure
 from hmm_lang.runs import find_run, load_run, run_streams, token_counts
 from hmm_lang.tokenizer import BOS
 

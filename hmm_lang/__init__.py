@@ -45,6 +45,7 @@ _API = {
     "cv_predictions": "hmm_lang.analysis.probing",
     # figures: each returns a plotly go.Figure
     "similarity_heatmap": "hmm_lang.plots.embeddings",
+    "similarity_figure": "hmm_lang.plots.run_figures",
     "coarse_grained_figure": "hmm_lang.plots.embeddings",
     "circuit_figure": "hmm_lang.plots.circuits",
     "attention_patterns_figure": "hmm_lang.plots.circuits",

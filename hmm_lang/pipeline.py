@@ -33,6 +33,7 @@ class Profile:
 
     synthetic_stories: int
     vocab_sizes: tuple[int, ...] = (1024, 2048, 4096)
+    ladder_vocab_sizes: tuple[int, ...] | None = None  # the ladder's tokenizers (None: all)
     ngram_orders: tuple[int, ...] = (2, 3, 4, 5)
     hmm_states: tuple[int, ...] = (16, 64)
     hmm_max_iters: int = 300  # EM stops earlier when the dev split stops improving
@@ -49,6 +50,7 @@ class Profile:
     analysis_tokens: int = 1024  # tokens in the similarity figures
     pca_tokens: int = 100_000
     belief_states: int = 256
+    anatomy_states: int = 32  # notebook 07's HMM
     belief_tokens: int = 200_000
     belief_k_folds: int = 5
     belief_boot: int = 1000
@@ -58,6 +60,7 @@ class Profile:
 PROFILES = {
     "smoke": Profile(
         synthetic_stories=2500,
+        ladder_vocab_sizes=(1024,),
         ngram_orders=(2, 3),
         hmm_states=(8,),
         hmm_max_iters=2,
@@ -70,6 +73,7 @@ PROFILES = {
         analysis_tokens=128,
         pca_tokens=2000,
         belief_states=8,
+        anatomy_states=8,
         belief_tokens=1500,
         belief_k_folds=3,
         belief_boot=50,

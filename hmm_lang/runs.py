@@ -30,7 +30,9 @@ class Run:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
     def valid_metrics(self) -> list[dict]:
+        """The records of ``metrics`` that hold a validation score."""
         return [m for m in self.metrics if "valid_bits_per_byte" in m]
 
 

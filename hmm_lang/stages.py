@@ -36,6 +36,26 @@ def hmm_device(p) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def ladder_config(p, transformer_runs: list[str]):
+    """The ladder of profile ``p`` (a :class:`~hmm_lang.pipeline.Profile`): what the run's
+    ladder stage and notebook 06 fit."""
+    from hmm_lang.experiments.ladder import LadderConfig
+
+    return LadderConfig(
+        vocab_sizes=p.ladder_vocab_sizes or p.vocab_sizes,
+        ngram_orders=(1, *p.ngram_orders),
+        hmm_states=p.hmm_states,
+        max_iters=p.hmm_max_iters,
+        seeds=p.hmm_seeds,
+        cloned_clones=p.cloned_clones,
+        blocked_states=p.blocked_states,
+        blocked_clusters=p.blocked_clusters,
+        max_train_stories=p.hmm_train_stories,
+        hmm_device=hmm_device(p),
+        transformer_runs=list(transformer_runs),
+    )
+
+
 def stage_tokenizers(state: RunState) -> None:
     from hmm_lang.tokenizer import train_tokenizers
 
@@ -127,7 +147,7 @@ def stage_transformer(state: RunState) -> None:
 
 
 def stage_analysis(state: RunState) -> None:
-    from hmm_lang.analysis.report import (
+    from hmm_lang.plots.run_figures import (
         circuit_figures,
         patterns_figure,
         pca_figures,
@@ -178,24 +198,11 @@ def stage_analysis(state: RunState) -> None:
 
 def stage_ladder(state: RunState) -> None:
     from hmm_lang.atomic import write_text
-    from hmm_lang.experiments.ladder import LadderConfig, ladder_rows, markdown_table
+    from hmm_lang.experiments.ladder import ladder_rows, markdown_table
     from hmm_lang.plots.ladder import ladder_figure, seconds_figure
     from hmm_lang.stats import write_csv
 
-    p = state.profile
-    cfg = LadderConfig(
-        vocab_sizes=p.vocab_sizes,
-        ngram_orders=(1, *p.ngram_orders),
-        hmm_states=p.hmm_states,
-        max_iters=p.hmm_max_iters,
-        seeds=p.hmm_seeds,
-        cloned_clones=p.cloned_clones,
-        blocked_states=p.blocked_states,
-        blocked_clusters=p.blocked_clusters,
-        max_train_stories=p.hmm_train_stories,
-        hmm_device=hmm_device(p),
-        transformer_runs=[state.transformer_run],
-    )
+    cfg = ladder_config(state.profile, [state.transformer_run])
 
     def fn(stage_dir: Path) -> dict:
         rows = ladder_rows(state.corpus, state.tokenizers_dir, cfg)

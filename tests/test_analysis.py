@@ -127,7 +127,7 @@ def test_collected_moments_equal_the_full_activations(tiny_model):
 
 
 def test_figures_have_traces_and_labels(tiny_model):
-    from hmm_lang.analysis.report import (
+    from hmm_lang.plots.run_figures import (
         circuit_figures,
         patterns_figure,
         pca_figures,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -43,7 +42,6 @@ def sealed(tmp_path, monkeypatch):
 
 
 def _dry_run(work, capsys, *args) -> str:
-    t0 = time.perf_counter()
     argv = [
         "run",
         "--dry-run",
@@ -53,10 +51,8 @@ def _dry_run(work, capsys, *args) -> str:
         str(work / "tok"),
     ]
     rc = main([*argv, *args])
-    seconds = time.perf_counter() - t0
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert seconds < 10, f"the dry run took {seconds:.1f} s"
     assert list(work.iterdir()) == [], "the dry run created files"
     return out
 

@@ -57,7 +57,7 @@ def test_parameters_do_not_depend_on_the_validation_split(data, cfg):
         assert torch.equal(x, y) and torch.equal(x, z)  # bit-identical
     assert a.choices == b.choices == c.choices
     assert a.valid_score.bits_per_byte < b.valid_score.bits_per_byte  # validation does differ
-    assert c.valid_score is None and c.metrics()["scored_on"] == "dev"
+    assert c.valid_score is None and c.metrics["scored_on"] == "dev"
     assert len(a.valid_story_nats) == good.n_stories
     assert a.valid_story_nats.sum() == pytest.approx(a.valid_score.nats)
 
@@ -67,7 +67,7 @@ def test_fit_records_curves_and_stop_reason(data):
     res = fit_hmm(
         train, good, HMMFitConfig(states=5, max_iters=200, tol=1e-4, patience=2), progress=False
     )
-    m = res.metrics()
+    m = res.metrics
     assert m["stop_reason"] == "converged" and m["iterations"] == len(m["history"]) < 200
     assert all("dev_nats_per_token" in h and "train_nats_per_token" in h for h in m["history"])
     devs = [h["dev_nats_per_token"] for h in m["history"]]

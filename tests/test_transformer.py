@@ -83,7 +83,7 @@ def test_train_writes_a_self_describing_run(tmp_path, tokenizers_dir):
     assert [m["step"] for m in evals] == [10, 20]
     assert evals[-1]["valid_nats_per_token"] < evals[0]["valid_nats_per_token"]
     loaded = load_run(run)
-    assert loaded.config.model.d_vocab == 1024 and len(loaded.valid_metrics()) == 2
+    assert loaded.config.model.d_vocab == 1024 and len(loaded.valid_metrics) == 2
     assert not loaded.model.training
     ck = torch.load(run / "checkpoints" / "step_0000010.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "step", "rng", "sampler", "config"} <= set(ck)

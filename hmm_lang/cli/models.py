@@ -75,9 +75,9 @@ def cmd_fit_hmm(args) -> None:
     run_dir = _record(args, name, vars(cfg))
     result = fit_hmm(train, valid, cfg)
     result.model.save(run_dir / "model.pt", vars(cfg))
-    write_json(run_dir / "metrics.json", result.metrics())
+    write_json(run_dir / "metrics.json", result.metrics)
     mark_complete(run_dir)
-    m = result.metrics()
+    m = result.metrics
     print(
         f"{name}: {m['bits_per_byte']:.4f} bits/byte ({m['scored_on']}), dev "
         f"{m['dev_bits_per_byte']:.4f}, {m['n_states']} states, {m['iterations']} iterations "
@@ -222,7 +222,7 @@ def register_train(sub) -> None:
 
 
 def cmd_analyze(args) -> None:
-    from hmm_lang.analysis.report import (
+    from hmm_lang.plots.run_figures import (
         circuit_figures,
         patterns_figure,
         pca_figures,

@@ -128,7 +128,9 @@ def probe_rows(
     progress: bool = True,
 ) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
     """One row per target x features x control (see the module docstring), and the trained
-    probes' out-of-fold predictions ``{target: {features: (n, d)}}`` for the geometry figure.
+    probes' out-of-fold predictions of ``history`` from each layer, ``{"history": {features:
+    (n, K)}}``, for the geometry figure (only those: all of them would be 4 targets x every
+    feature set x (n, K) floats, gigabytes at 200k positions).
 
     ``features`` holds the trained model's hooks, ``embedding``, optionally ``logits``, and
     ``random:<hook>`` for the untrained model."""
@@ -136,11 +138,12 @@ def probe_rows(
     n_st = len(np.unique(groups))
     trained = [f for f in features if not f.startswith("random:")]
     layers = [f for f in trained if f not in ("embedding", "logits")]
-    sets = {f: features[f] for f in trained}
+    # joined sets are built one at a time, when probed
+    sets = {f: (lambda f=f: features[f]) for f in trained}
     if "logits" in features:
         for h in layers:
-            sets[f"{h}+logits"] = np.concatenate([features[h], features["logits"]], 1)
-    sets |= {f: features[f] for f in features if f.startswith("random:")}
+            sets[f"{h}+logits"] = lambda h=h: np.concatenate([features[h], features["logits"]], 1)
+    sets |= {f: (lambda f=f: features[f]) for f in features if f.startswith("random:")}
     shuffled = {t: shuffle_within_tokens(y, tokens, seed) for t, y in targets.items()}
     rows, preds = [], {t: {} for t in targets}
     base, base_sh = {}, {}
@@ -152,15 +155,16 @@ def probe_rows(
         ps = cv_token_means(tokens, shuffled[t], groups, k, seed)
         base_sh[t] = (r2_score(shuffled[t], ps), boot.r2(shuffled[t], ps))
     bar = tqdm(sets.items(), desc="belief probes", unit="feature set", disable=not progress)
-    for name, x in bar:
-        ridge = FoldedRidge(x, groups, k, seed)
+    for name, build in bar:
+        ridge = FoldedRidge(build(), groups, k, seed)
         for t, y in targets.items():
             p = ridge.predict(y)
             if name.startswith("random:"):
                 short = name.removeprefix("random:")
                 rows.append(_row(t, short, "random_init", y, p, boot, base[t], n_st))
                 continue
-            preds[t][name] = p.astype(np.float32)
+            if t == "history" and name in layers:
+                preds[t][name] = p.astype(np.float32)
             rows.append(_row(t, name, "trained", y, p, boot, base[t], n_st))
             ps = ridge.predict(shuffled[t])
             rows.append(_row(t, name, "token_shuffle", shuffled[t], ps, boot, base_sh[t], n_st))

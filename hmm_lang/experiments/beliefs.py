@@ -218,7 +218,7 @@ def run_beliefs(
         hmm = fit.model
         hmm.save(out / "hmm.pt")
         write_json(
-            out / "hmm_metrics.json", {k: v for k, v in fit.metrics().items() if k != "history"}
+            out / "hmm_metrics.json", {k: v for k, v in fit.metrics.items() if k != "history"}
         )
     rcfg = copy.deepcopy(run.config)
     rcfg.model.seed = run.config.model.seed + 1000

@@ -158,7 +158,7 @@ def fit_settings(path: str | Path) -> dict:
 @dataclass
 class FitResult:
     """A fitted HMM, its curves, its dev (and validation) scores and what was chosen on dev;
-    ``metrics()`` is the run's metrics.json."""
+    ``metrics`` is the run's metrics.json."""
 
     model: CategoricalHMM | ClonedHMM | BlockedHMM
     history: list[dict]  # the kept run's curve: train and dev nats per iteration
@@ -172,7 +172,11 @@ class FitResult:
     choices: dict  # what was chosen on dev (smoothing, escape, allocation, restart)
     valid_story_nats: np.ndarray | None = None  # (S,) nats of each validation story
 
+    @property
     def metrics(self) -> dict:
+        """The fit's numbers as a JSON-able dict (an attribute, like ``Run.metrics``): the
+        validation score (or dev, without validation), dev score, sizes, stop reason, choices
+        made on dev and the EM ``history``."""
         main = self.valid_score or self.dev_score
         return {
             **main.as_dict(),

@@ -1,5 +1,6 @@
-"""The analysis of one transformer run, as figures: what notebooks 03-05 and `hmm-lang analyze`
-draw, saved into the run's ``figures/``."""
+"""The figures of one transformer run: analysis results (``hmm_lang.analysis``) drawn with the
+figure builders of this package; what notebooks 03-05 and `hmm-lang analyze` draw, saved into
+the run's ``figures/``."""
 
 from __future__ import annotations
 
