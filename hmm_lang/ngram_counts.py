@@ -33,15 +33,20 @@ class Spill:
         self._f = open(self.path, "wb")
 
     def append(self, a: np.ndarray) -> None:
-        self._f.write(np.ascontiguousarray(a, dtype=self.dtype).tobytes())
+        self._f.write(memoryview(np.ascontiguousarray(a, dtype=self.dtype)))
         self.n += len(a)
 
     def close(self) -> np.ndarray:
-        """The written array, memory-mapped read-only (a plain empty array when empty)."""
+        """The written array, memory-mapped read-only (a plain empty array when empty). The file
+        is unlinked at once: its disk space lives as long as the mapping (POSIX), so runs are
+        freed as soon as they are merged, and a killed process leaves nothing behind."""
         self._f.close()
-        if self.n == 0:
-            return np.zeros(0, dtype=self.dtype)
-        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.n,))
+        try:
+            if self.n == 0:
+                return np.zeros(0, dtype=self.dtype)
+            return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.n,))
+        finally:
+            self.path.unlink(missing_ok=True)
 
 
 def stream_keys(
@@ -106,14 +111,22 @@ def merge_runs(
     return keys_out.close(), counts_out.close()
 
 
+FAN_IN = 64  # runs merged at once: memory ~ FAN_IN x block x 16 bytes, 2 mappings per run
+
+
 def count_sorted(
-    blocks: Iterable[np.ndarray], folder: Path, block: int = 1 << 20
+    blocks: Iterable[np.ndarray], folder: Path, block: int = 1 << 20, fan_in: int = FAN_IN
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Unique keys and their counts over all ``blocks`` (an external sort-merge)."""
+    """Unique keys and their counts over all ``blocks`` (an external sort-merge, in passes of
+    at most ``fan_in`` runs)."""
     runs = count_runs(blocks, folder)
-    if len(runs) == 1:
-        return runs[0]
-    return merge_runs(runs, folder, block)
+    if not runs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    while len(runs) > 1:
+        runs = [
+            merge_runs(runs[i : i + fan_in], folder, block) for i in range(0, len(runs), fan_in)
+        ]
+    return runs[0]
 
 
 def story_chunks(offsets: np.ndarray, chunk_tokens: int) -> Iterator[tuple[int, int]]:

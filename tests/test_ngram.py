@@ -132,7 +132,7 @@ def test_merge_of_runs_with_a_tiny_block_counts_every_key_once(tmp_path):
 
     rng = np.random.default_rng(3)
     blocks = [rng.integers(0, 40, size=int(n)) for n in rng.integers(1, 200, size=25)]
-    keys, counts = count_sorted(iter(blocks), tmp_path, block=3)
+    keys, counts = count_sorted(iter(blocks), tmp_path, block=3, fan_in=4)  # several passes
     u, c = np.unique(np.concatenate(blocks), return_counts=True)
     assert np.array_equal(keys, u) and np.array_equal(counts, c)
     # groups of keys >> 2 are never split across pieces, even with pieces of 2 keys
