@@ -34,6 +34,36 @@ STAGES = ("import", "tokenizer", "pretokenize", "kn", "kn5_in_memory", "em_dense
           "train")  # fmt: skip
 
 
+class AnonPeak:
+    """Peak anonymous resident memory (RssAnon) of this process, sampled every 10 ms: unlike
+    ru_maxrss it leaves out file-backed pages (memory-mapped streams and n-gram arrays), which
+    the kernel can drop at any time."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self._read())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, self._read()) / 2**20
+
+
 def _stage(name: str, corpus: Path, tok: Path, held: Path, args) -> dict:
     """Run in the child process: one stage on one corpus; returns its numbers."""
     import torch
@@ -75,7 +105,8 @@ def _model_stage(name: str, stream, valid, args) -> dict:
 
         bpb = {}
         for order in (2, 3, 4, 5):
-            m = KneserNeyModel(order, stream.vocab_size, stream.eos_id).fit_stream(stream)
+            m = KneserNeyModel(order, stream.vocab_size, stream.eos_id)
+            m.fit_stream(stream, chunk_tokens=args.kn_chunk)
             bpb[order] = -m.stream_log_prob(valid) / np.log(2) / valid.n_bytes
         return {"bpb": bpb}
     if name == "kn5_in_memory":
@@ -136,7 +167,7 @@ def _run_child(name: str, corpus: Path, tok: Path, held: Path, args) -> dict:
     """The stage in a fresh process; adds its peak RSS (MB) from wait4."""
     cmd = [sys.executable, __file__, "--child", name, "--corpus", str(corpus), "--tok", str(tok),
            "--held", str(held), "--tok-sample", str(args.tok_sample),
-           "--train-steps", str(args.train_steps)]  # fmt: skip
+           "--train-steps", str(args.train_steps), "--kn-chunk", str(args.kn_chunk)]  # fmt: skip
     with tempfile.TemporaryFile() as f:
         p = subprocess.Popen(cmd, stdout=f, cwd=ROOT)
         _, status, usage = os.wait4(p.pid, 0)
@@ -194,15 +225,17 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     ap.add_argument("--tok-sample", type=int, default=20_000, help="stories the BPE is trained on")
     ap.add_argument("--train-steps", type=int, default=8)
+    ap.add_argument("--kn-chunk", type=int, default=1 << 22, help="tokens per KN counting chunk")
     ap.add_argument("--child")
     ap.add_argument("--corpus")
     ap.add_argument("--tok")
     ap.add_argument("--held")
     args = ap.parse_args()
     if args.child:
-        print(
-            json.dumps(_stage(args.child, Path(args.corpus), Path(args.tok), Path(args.held), args))
-        )
+        peak = AnonPeak()
+        out = _stage(args.child, Path(args.corpus), Path(args.tok), Path(args.held), args)
+        out["peak_anon_mb"] = peak.stop()
+        print(json.dumps(out))
         return
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     rows = []
@@ -253,24 +286,32 @@ def _report(rows: list[dict], args) -> None:
     out = Path(args.out)
     write_json(out.with_suffix(".json"), rows)
     stages = [s for s in args.stages if s != "import"]
-    lines = ["| source | tokens | " + " | ".join(f"{s} s / MB" for s in stages) + " |",
+    lines = ["| source | tokens | " + " | ".join(f"{s} s / RSS / anon MB" for s in stages) + " |",
              "|---|---|" + "---|" * len(stages)]  # fmt: skip
     for r in rows:
-        cells = [f"{_cost(r, s):.1f} / {r[s]['peak_rss_mb']:.0f}" for s in stages]
+        cells = [
+            f"{_cost(r, s):.1f} / {r[s]['peak_rss_mb']:.0f} / {r[s].get('peak_anon_mb', 0):.0f}"
+            for s in stages
+        ]
         lines.append(f"| {r['source']} | {r.get('tokens', 0):,} | " + " | ".join(cells) + " |")
-    lines += ["", "| stage | time ~ tokens^b | peak RSS ~ tokens^b | full TinyStories (470M tokens): "
-              "time, peak RSS (extrapolated) |", "|---|---|---|---|"]  # fmt: skip
-    fits = {}
-    for s in stages:
-        pts = [r for r in rows if r["source"] == "synthetic" and "tokens" in r]
-        if len(pts) < 2:
-            continue
+    # growth between the two largest synthetic sizes (small sizes are dominated by fixed
+    # costs), and the full corpus extrapolated at that exponent from the largest one
+    lines += ["", "| stage | time ~ tokens^b | memory ~ tokens^b | full TinyStories (470M tokens): "
+              "time, memory (extrapolated) |", "|---|---|---|---|"]  # fmt: skip
+    pts = [r for r in rows if r["source"] == "synthetic" and "tokens" in r][-2:]
+    for s in stages if len(pts) == 2 else []:
         x = [r["tokens"] for r in pts]
-        ta, tb = _fit_power(x, [_cost(r, s) for r in pts])
-        ma, mb = _fit_power(x, [r[s]["peak_rss_mb"] for r in pts])
-        fits[s] = (ta, tb, ma, mb)
-        lines.append(f"| {s} | {tb:.2f} | {mb:.2f} | {ta * FULL_TOKENS**tb / 3600:.2f} h, "
-                     f"{ma * FULL_TOKENS**mb / 1024:.1f} GB |")  # fmt: skip
+        t = [_cost(r, s) for r in pts]
+        m = [r[s].get("peak_anon_mb", r[s]["peak_rss_mb"]) for r in pts]
+        tb, mb = (float(np.log(v[1] / v[0]) / np.log(x[1] / x[0])) for v in (t, m))
+        grow = FULL_TOKENS / x[1]
+        if s == "tokenizer":
+            when = f"{t[1]:.0f} s (a fixed sample of {pts[1][s]['sample_stories']:,} stories)"
+        elif s == "train":
+            when = f"{pts[1][s]['tokens_per_s']:,.0f} tokens/s at any size"
+        else:
+            when = f"{t[1] * grow**tb / 3600:.2f} h"
+        lines.append(f"| {s} | {tb:.2f} | {mb:.2f} | {when}, {m[1] * grow**mb / 1024:.1f} GB |")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     import plotly.graph_objects as go

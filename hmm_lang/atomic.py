@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +21,21 @@ import numpy as np
 import yaml
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
 def _stale(tmp: Path) -> bool:
-    """Whether a temporary ``.<name>.<pid>.<random>.tmp`` was left by a process that is gone
-    (a live writer's is not stale: two processes may build the same artifact at once)."""
-    parts = tmp.name.split(".")
+    """Whether a temporary ``.<name>.<host>-<pid>.<random>.tmp`` was left by a process that is
+    gone (a live writer's is not stale: two processes may build the same artifact at once). A
+    writer on another host (a shared filesystem) cannot be checked, so its folder is kept."""
+    owner = tmp.name.split(".")[-3] if tmp.name.count(".") >= 3 else ""
+    host, _, pid_text = owner.rpartition("-")
+    if host and host != _host():
+        return False
     try:
-        pid = int(parts[-3])
-    except (IndexError, ValueError):
+        pid = int(pid_text)
+    except ValueError:
         return True  # an older naming scheme: no writer to protect
     if pid == os.getpid():
         return False
@@ -39,7 +49,7 @@ def _stale(tmp: Path) -> bool:
 
 
 def _prefix(path: Path) -> str:
-    return f".{path.name}.{os.getpid()}."
+    return f".{path.name}.{_host()}-{os.getpid()}."
 
 
 @contextlib.contextmanager
@@ -81,13 +91,15 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, keep_existing: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder; it replaces ``path`` only when the block succeeds.
 
     An existing ``path`` is swapped out in one atomic exchange where the OS allows it (else
     renamed aside first), and deleted only once the new folder is in place: a kill at any
     moment leaves either the old folder or the new one. Temporary folders that a killed
-    writer left next to ``path`` are removed first."""
+    writer left next to ``path`` are removed first. ``keep_existing`` (for content-addressed
+    caches, where two writers build the same thing): if ``path`` exists when the block ends,
+    another writer got there first; its folder is kept and ours discarded."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
@@ -96,6 +108,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        if keep_existing:
+            try:
+                os.rename(tmp, path)  # fails when path exists (a non-empty folder)
+            except OSError:
+                if not path.is_dir():
+                    raise
+            return
         if not (path.exists() and _exchange(tmp, path)):  # exchanged: tmp holds the old one
             aside = None
             if path.exists():

@@ -82,7 +82,7 @@ def count_runs(blocks: Iterable[np.ndarray], folder: Path) -> list[tuple[np.ndar
 
 
 def merge_runs(
-    runs: list[tuple[np.ndarray, np.ndarray]], folder: Path, block: int = 1 << 20
+    runs: list[tuple[np.ndarray, np.ndarray]], folder: Path, block: int = 1 << 18
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge sorted runs into one sorted array of unique keys with summed counts.
 
@@ -115,7 +115,7 @@ FAN_IN = 64  # runs merged at once: memory ~ FAN_IN x block x 16 bytes, 2 mappin
 
 
 def count_sorted(
-    blocks: Iterable[np.ndarray], folder: Path, block: int = 1 << 20, fan_in: int = FAN_IN
+    blocks: Iterable[np.ndarray], folder: Path, block: int = 1 << 18, fan_in: int = FAN_IN
 ) -> tuple[np.ndarray, np.ndarray]:
     """Unique keys and their counts over all ``blocks`` (an external sort-merge, in passes of
     at most ``fan_in`` runs)."""

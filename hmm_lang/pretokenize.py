@@ -70,6 +70,17 @@ class TokenStream:
         h.update(f"{self.vocab_size}/{self.eos_id}".encode())
         return h.hexdigest()
 
+    def select(self, stories: np.ndarray) -> TokenStream:
+        """The stories at the (sorted) indices ``stories``, copied into a new stream."""
+        stories = np.asarray(stories, dtype=np.int64)
+        lengths = self.offsets[stories + 1] - self.offsets[stories]
+        offsets = np.zeros(len(stories) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        tokens = np.empty(int(offsets[-1]), dtype=self.tokens.dtype)
+        for i, s in enumerate(stories):
+            tokens[offsets[i] : offsets[i + 1]] = self.story(int(s))
+        return TokenStream(tokens, offsets, self.story_bytes[stories], self.vocab_size, self.eos_id)
+
     def head(self, n_stories: int) -> TokenStream:
         """The first ``n_stories`` stories."""
         n = min(n_stories, self.n_stories)
@@ -118,6 +129,36 @@ def _encode(tokenizer, source: StorySource, batch_size: int, folder: Path) -> No
     (folder / META).write_text(json.dumps(meta))
 
 
+def save_stream(stream: TokenStream, folder: str | Path) -> Path:
+    """Write ``stream`` as a stream folder (the cache's layout), atomically; a stream folder is
+    also a data source: ``data.data`` may name one (see :func:`hmm_lang.runs.config_streams`)."""
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        (tmp / TOKENS).write_bytes(np.ascontiguousarray(stream.tokens, dtype="<u2").tobytes())
+        np.save(tmp / "offsets.npy", np.asarray(stream.offsets, dtype=np.int64))
+        np.save(tmp / "story_bytes.npy", np.asarray(stream.story_bytes, dtype=np.int64))
+        meta = {"n_tokens": stream.n_tokens, "vocab_size": stream.vocab_size}
+        (tmp / META).write_text(json.dumps(meta | {"eos_id": stream.eos_id}))
+    return folder
+
+
+def is_stream_folder(path: str | Path | None) -> bool:
+    """Whether ``path`` is a folder written by :func:`save_stream` (or a pretokenized cache)."""
+    return path is not None and (Path(path) / META).is_file() and (Path(path) / TOKENS).is_file()
+
+
+def split_stream(
+    stream: TokenStream, fraction: float, seed: int
+) -> tuple[TokenStream, TokenStream]:
+    """(train, valid) by story, with the same seeded hash as text corpora (``split_mask``)."""
+    from hmm_lang.sources import split_mask
+
+    if not 0.0 < fraction < 1.0:
+        raise HmmLangError(f"valid fraction must be in (0, 1), got {fraction}")
+    mask = split_mask(np.arange(stream.n_stories), seed, fraction)
+    return stream.select(np.flatnonzero(~mask)), stream.select(np.flatnonzero(mask))
+
+
 def load_stream(folder: str | Path) -> TokenStream:
     """The cached stream in ``folder``, its tokens memory-mapped read-only."""
     folder = Path(folder)
@@ -157,6 +198,7 @@ def pretokenize(
         except Exception as e:  # missing or truncated files, bad json, ...: rebuild it
             log.warning("cache %s is unreadable (%s); re-encoding", cache, type(e).__name__)
             shutil.rmtree(cache, ignore_errors=True)
-    with atomic_dir(cache) as tmp:
+    # content-addressed: a writer that finishes second keeps the first one's folder
+    with atomic_dir(cache, keep_existing=True) as tmp:
         _encode(tokenizer, source, batch_size, tmp)
     return load_stream(cache)

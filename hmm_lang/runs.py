@@ -113,9 +113,18 @@ def config_streams(cfg: RunConfig, tokenizer_dir, run_dir=None):
     """Training and validation token streams of a config's corpus under ``tokenizer_dir``
     (relative data paths of a run are found with :func:`resolve_data_path`)."""
     from hmm_lang.corpus import load_corpus
-    from hmm_lang.pretokenize import pretokenize
+    from hmm_lang.pretokenize import is_stream_folder, load_stream, pretokenize, split_stream
 
     d = cfg.data
+    data = resolve_data_path(d.data, run_dir)
+    if is_stream_folder(data):  # token streams (e.g. sampled from an HMM): no text, no BPE
+        stream = load_stream(data)
+        if d.max_stories is not None:
+            stream = stream.head(d.max_stories)
+        valid = resolve_data_path(d.valid, run_dir)
+        if valid is not None:
+            return stream, load_stream(valid)
+        return split_stream(stream, d.valid_fraction, d.split_seed)
     corpus = load_corpus(
         resolve_data_path(d.data, run_dir),
         resolve_data_path(d.valid, run_dir),

@@ -36,13 +36,17 @@ def hmm_device(p) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def ladder_config(p, transformer_runs: list[str]):
+def ladder_config(p, transformer_runs: list[str], transformer_vocab: int | None = None):
     """The ladder of profile ``p`` (a :class:`~hmm_lang.pipeline.Profile`): what the run's
-    ladder stage and notebook 06 fit."""
+    ladder stage and notebook 06 fit. ``transformer_vocab`` (the runs' vocab size) is added to
+    the profile's ladder vocab sizes, so that the transformer has its row."""
     from hmm_lang.experiments.ladder import LadderConfig
 
+    vocab = tuple(p.ladder_vocab_sizes or p.vocab_sizes)
+    if transformer_vocab is not None and transformer_vocab not in vocab:
+        vocab = tuple(sorted((*vocab, transformer_vocab)))
     return LadderConfig(
-        vocab_sizes=p.ladder_vocab_sizes or p.vocab_sizes,
+        vocab_sizes=vocab,
         ngram_orders=(1, *p.ngram_orders),
         hmm_states=p.hmm_states,
         max_iters=p.hmm_max_iters,
@@ -202,7 +206,8 @@ def stage_ladder(state: RunState) -> None:
     from hmm_lang.plots.ladder import ladder_figure, seconds_figure
     from hmm_lang.stats import write_csv
 
-    cfg = ladder_config(state.profile, [state.transformer_run])
+    p = state.profile
+    cfg = ladder_config(p, [state.transformer_run], transformer_vocab=max(p.vocab_sizes))
 
     def fn(stage_dir: Path) -> dict:
         rows = ladder_rows(state.corpus, state.tokenizers_dir, cfg)
@@ -215,7 +220,22 @@ def stage_ladder(state: RunState) -> None:
         "data": state.corpus.fingerprint(),
         "tokenizers": state.keys["tokenizers"],
         "transformer": state.keys["transformer"],
-        "cfg": json.loads(json.dumps({**cfg.__dict__, "transformer_runs": []}, default=list)),
+        # the device as the profile names it ("auto" hashes alike on any machine), and left
+        # out when it is "cpu" so that the keys of earlier runs stay as they were
+        "cfg": json.loads(
+            json.dumps(
+                {
+                    k: v
+                    for k, v in {
+                        **cfg.__dict__,
+                        "transformer_runs": [],
+                        "hmm_device": p.hmm_device,
+                    }.items()
+                    if not (k == "hmm_device" and v == "cpu")
+                },
+                default=list,
+            )
+        ),
     }
     state.results = run_stage(state, "ladder", inputs, fn)["rows"]
 

@@ -39,7 +39,10 @@ def token_counts(
     """(V,) counts of each token id in ``stream`` (V: ``vocab_size``, default the stream's),
     with the ``special_ids`` set to zero. The one token counter of the package."""
     v = stream.vocab_size if vocab_size is None else vocab_size
-    counts = np.bincount(stream.tokens, minlength=v).astype(np.int64)
+    counts = np.zeros(v, dtype=np.int64)
+    step = 1 << 24  # a memory-mapped stream is counted a piece at a time, never copied whole
+    for a in range(0, stream.n_tokens, step):
+        counts += np.bincount(stream.tokens[a : a + step], minlength=v)[:v]
     counts[list(special_ids)] = 0
     return counts
 

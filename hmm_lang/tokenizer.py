@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -56,8 +56,13 @@ def _read_spec(path: Path) -> TokenizerSpec | None:
     try:
         meta = json.loads((path / META_FILE).read_text())
         meta["special_tokens"] = tuple(meta["special_tokens"])
-        # a field that an older metadata file lacks takes its default
-        return TokenizerSpec(**{f.name: meta.get(f.name, f.default) for f in fields(TokenizerSpec)})
+        # a field that an older metadata file lacks takes its default (a required one: KeyError)
+        return TokenizerSpec(
+            **{
+                f.name: meta[f.name] if f.default is MISSING else meta.get(f.name, f.default)
+                for f in fields(TokenizerSpec)
+            }
+        )
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

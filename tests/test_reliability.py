@@ -100,11 +100,19 @@ def test_a_live_writers_temporary_is_not_taken_for_stale(tmp_path):
     try:
         mine = tmp_path / f".cache.{live.pid}.x1.tmp"  # another process building the same folder
         gone = tmp_path / f".cache.{dead.pid}.x2.tmp"  # a killed writer's leftover
-        mine.mkdir()
-        gone.mkdir()
+        remote = tmp_path / f".cache.otherhost-{dead.pid}.x3.tmp"  # a writer on another node
+        for d in (mine, gone, remote):
+            d.mkdir()
         with atomic_dir(tmp_path / "cache") as d:
             (d / "f").write_text("1")
-        assert mine.exists() and not gone.exists() and (tmp_path / "cache" / "f").exists()
+        assert mine.exists() and remote.exists() and not gone.exists()
+        assert (tmp_path / "cache" / "f").exists()
+        # a content-addressed cache: the writer that finishes second keeps the first's folder
+        with atomic_dir(tmp_path / "cache", keep_existing=True) as d:
+            (d / "f").write_text("2")
+        assert (tmp_path / "cache" / "f").read_text() == "1"
+        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["cache"]
+        assert not [p for p in tmp_path.glob(".cache.*.tmp") if p not in (mine, remote)]
     finally:
         live.kill()
 

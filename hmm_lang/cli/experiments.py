@@ -1,4 +1,4 @@
-"""``hmm-lang experiment ladder|beliefs``: the study's experiments from the shell."""
+"""``hmm-lang experiment ladder|starts|beliefs|sample``: the study's experiments from the shell."""
 
 from __future__ import annotations
 
@@ -82,10 +82,24 @@ def cmd_starts(args) -> None:
     print(f"run folder: {run_dir}")
 
 
+def cmd_sample(args) -> None:
+    from hmm_lang.experiments.sampled import sample_corpus
+    from hmm_lang.pretokenize import load_stream
+
+    out = sample_corpus(
+        args.hmm, args.tokenizer, args.out, args.stories, max_len=args.max_len, seed=args.seed
+    )
+    s = load_stream(out)
+    print(f"{s.n_stories} stories, {s.n_tokens} tokens, {s.n_bytes} bytes: {out}")
+    print(f"train on it: hmm-lang train --config <config.yaml> data.data={out}")
+
+
 def register(sub) -> None:
     from hmm_lang.cli import _add_data_args
 
-    p = sub.add_parser("experiment", help="the study's experiments: ladder, beliefs")
+    p = sub.add_parser(
+        "experiment", help="the study's experiments: ladder, starts, beliefs, sample"
+    )
     exp = p.add_subparsers(dest="experiment", required=True)
     q = exp.add_parser("ladder", help="bits per byte of every model family, per tokenizer")
     _add_data_args(q)
@@ -141,3 +155,13 @@ def register(sub) -> None:
     q.add_argument("--smoke", action="store_true", help="tiny sizes: runs in seconds")
     q.add_argument("--out-dir", default="records")
     q.set_defaults(func=cmd_beliefs)
+    q = exp.add_parser(
+        "sample", help="a corpus sampled from an HMM (token ids), for belief ground truth"
+    )
+    q.add_argument("--hmm", required=True, help="a fitted dense HMM (model.pt / hmm.pt)")
+    q.add_argument("--tokenizer", required=True, help="the HF tokenizer folder it was fitted with")
+    q.add_argument("--stories", type=int, default=9949, help="stories (default: the dev text's)")
+    q.add_argument("--max-len", type=int, default=1024, help="longest story in tokens")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", required=True, help="new folder for the sampled token stream")
+    q.set_defaults(func=cmd_sample)

@@ -292,6 +292,12 @@ def ladder_rows(
     HMM on); the bootstrap draws depend only on the seed, so those rows are final."""
     rows: list[dict] = []
     transformers = transformer_entries(corpus, cfg.transformer_runs) if cfg.transformer_runs else []
+    for t in transformers:
+        if t.vocab_size not in cfg.vocab_sizes:
+            log.warning(
+                "%s has vocab size %d, not in the ladder's %s: it gets no row",
+                t.model, t.vocab_size, cfg.vocab_sizes,
+            )  # fmt: skip
     for v in cfg.vocab_sizes:
         tok_dir = hf_dir(tokenizers_dir, v)
         train, valid = pretokenize(corpus.train, tok_dir), pretokenize(corpus.valid, tok_dir)

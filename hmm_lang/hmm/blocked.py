@@ -325,7 +325,7 @@ class BlockedHMM:
     def viterbi(self, sequence: Sequence[int] | np.ndarray) -> tuple[np.ndarray, float]:
         """Most probable state path (state index within each token's cluster) and its
         log-probability."""
-        x = torch.as_tensor(np.asarray(sequence), dtype=torch.long)
+        x = torch.as_tensor(np.asarray(sequence, dtype=np.int64), dtype=torch.long)
         cl, n, eps = self.cluster[x], self.block_size, self.escape
         em = self._emit_by_token.double()
         first = (1 - eps) * self.start[cl[0]].double() + eps * self.escape_first[cl[0]] / n

@@ -172,9 +172,10 @@ def blocked_grad(fit_seqs, dev_seqs, v, cluster, cfg, eos_id, progress):
             keep = _keep(cfg.clusters, n, cfg.state_dropout, g) if cfg.state_dropout else None
             model = params.model(keep)
             batch = pack_lanes(chunk, bt, lane)
-            stats = model.expected_counts(batch[0])
-            for b in batch[1:]:
-                stats.add_(model.expected_counts(b))
+            stats = None
+            for b in batch:  # one batch built at a time
+                s = model.expected_counts(b)
+                stats = s if stats is None else stats.add_(s)
             opt.zero_grad()
             (params.surrogate(stats, keep) / stats.n_tokens).backward()
             opt.step()

@@ -256,7 +256,7 @@ class ClonedHMM:
     @torch.no_grad()
     def viterbi(self, sequence: Sequence[int] | np.ndarray) -> tuple[np.ndarray, float]:
         """Most probable clone path (clone index within each token) and its log-probability."""
-        x = torch.as_tensor(np.asarray(sequence), dtype=torch.long)
+        x = torch.as_tensor(np.asarray(sequence, dtype=np.int64), dtype=torch.long)
         eps = self.escape
         share = self.share.double()
         first = self.escape_first[x[0]].double() * share[x[0]]

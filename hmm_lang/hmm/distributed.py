@@ -51,7 +51,8 @@ def init_from_env() -> bool:
         return is_distributed()
     if torch.cuda.is_available():
         # one GPU per local rank; gloo as well, for statistics kept on the CPU (--device cpu)
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # more processes than GPUs (statistics on the CPU) share them, as train.py does
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         dist.init_process_group("cpu:gloo,cuda:nccl")
     else:
         dist.init_process_group("gloo")

@@ -73,9 +73,10 @@ def em_then_tune(model, block_states: int, fit_seqs, dev_seqs, cfg: HMMFitConfig
     dev_b = pack_lanes(dev_seqs, bt, lane)
 
     def e_step(m):
-        stats = m.expected_counts(batches[0])
-        for b in batches[1:]:
-            stats.add_(m.expected_counts(b))
+        stats = None
+        for b in batches:  # one batch built at a time (PackedBatches is lazy on large data)
+            s = m.expected_counts(b)
+            stats = s if stats is None else stats.add_(s)
         return stats
 
     res = run_em(

@@ -220,7 +220,7 @@ def log_likelihood(
 @torch.no_grad()
 def viterbi(hmm: CategoricalHMM, sequence: Sequence[int] | np.ndarray) -> tuple[np.ndarray, float]:
     """The most probable state path of one sequence and its joint log-probability."""
-    x = torch.as_tensor(np.asarray(sequence), dtype=torch.long, device=hmm.device)
+    x = torch.as_tensor(np.asarray(sequence, dtype=np.int64), dtype=torch.long, device=hmm.device)
     log_a = torch.log(hmm.trans.double())
     log_b = torch.log(hmm.emit.double()).t()[x]  # (T, K)
     delta = torch.log(hmm.start.double()) + log_b[0]
