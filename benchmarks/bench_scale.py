@@ -226,6 +226,8 @@ def main() -> None:
     ap.add_argument("--tok-sample", type=int, default=20_000, help="stories the BPE is trained on")
     ap.add_argument("--train-steps", type=int, default=8)
     ap.add_argument("--kn-chunk", type=int, default=1 << 22, help="tokens per KN counting chunk")
+    ap.add_argument("--from-json", nargs="+", help="only redraw the report from saved rows")
+    ap.add_argument("--png", action="store_true", help="also export the figure as PNG")
     ap.add_argument("--child")
     ap.add_argument("--corpus")
     ap.add_argument("--tok")
@@ -236,6 +238,11 @@ def main() -> None:
         out = _stage(args.child, Path(args.corpus), Path(args.tok), Path(args.held), args)
         out["peak_anon_mb"] = peak.stop()
         print(json.dumps(out))
+        return
+    if args.from_json:
+        rows = [r for p in args.from_json for r in json.loads(Path(p).read_text())]
+        args.stages = [s for s in STAGES if any(s in r for r in rows)]
+        _report(rows, args)
         return
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     rows = []
@@ -290,7 +297,8 @@ def _report(rows: list[dict], args) -> None:
              "|---|---|" + "---|" * len(stages)]  # fmt: skip
     for r in rows:
         cells = [
-            f"{_cost(r, s):.1f} / {r[s]['peak_rss_mb']:.0f} / {r[s].get('peak_anon_mb', 0):.0f}"
+            f"{_cost(r, s):.1f} / {r[s]['peak_rss_mb']:.0f} / "
+            + (f"{r[s]['peak_anon_mb']:.0f}" if "peak_anon_mb" in r[s] else "-")
             for s in stages
         ]
         lines.append(f"| {r['source']} | {r.get('tokens', 0):,} | " + " | ".join(cells) + " |")
@@ -314,18 +322,36 @@ def _report(rows: list[dict], args) -> None:
         lines.append(f"| {s} | {tb:.2f} | {mb:.2f} | {when}, {m[1] * grow**mb / 1024:.1f} GB |")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
-    import plotly.graph_objects as go
+    save_figure(scale_figure(rows, stages), out.parent, out.name, png=args.png)
 
-    fig = go.Figure()
-    for s in stages:
-        for src in sorted({r["source"] for r in rows}):
-            pts = [r for r in rows if r["source"] == src and "tokens" in r]
-            fig.add_trace(go.Scatter(x=[r["tokens"] for r in pts], y=[_cost(r, s) for r in pts],
-                                     mode="lines+markers", name=f"{s} ({src})"))  # fmt: skip
+
+def scale_figure(rows: list[dict], stages: list[str]):
+    """Log-log seconds (left) and peak memory (right) of each stage against tokens."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(1, 2, subplot_titles=("seconds", "peak memory, MB (anonymous if measured)"))
+    for i, s in enumerate(stages):
+        colour = qualitative.D3[i % len(qualitative.D3)]
+        for src, dash in (("synthetic", "solid"), ("dev text", "dot")):
+            pts = sorted((r for r in rows if r["source"] == src and s in r and "tokens" in r),
+                         key=lambda r: r["tokens"])  # fmt: skip
+            if not pts:
+                continue
+            x = [r["tokens"] for r in pts]
+            line = dict(color=colour, dash=dash)
+            name = f"{s} ({src})"
+            fig.add_trace(go.Scatter(x=x, y=[_cost(r, s) for r in pts], name=name, line=line,
+                                     legendgroup=name, mode="lines+markers"), 1, 1)  # fmt: skip
+            mem = [r[s].get("peak_anon_mb", r[s]["peak_rss_mb"]) for r in pts]
+            fig.add_trace(go.Scatter(x=x, y=mem, name=name, line=line, legendgroup=name,
+                                     mode="lines+markers", showlegend=False), 1, 2)  # fmt: skip
     fig.update_xaxes(type="log", title="training tokens (V=4096)")
-    fig.update_yaxes(type="log", title="seconds")
-    fig.update_layout(title="Cost of each stage against corpus size (2 CPU cores)")
-    save_figure(fig, out.parent, out.name, png=False)
+    fig.update_yaxes(type="log")
+    fig.update_layout(title="Cost of each stage against corpus size (2 CPU cores)", width=1200,
+                      height=500)  # fmt: skip
+    return fig
 
 
 if __name__ == "__main__":
