@@ -164,3 +164,32 @@ def test_the_best_recipe_file_is_a_valid_blocked_config():
     path = Path(__file__).resolve().parents[1] / "configs" / "hmm_best.yaml"
     cfg = HMMFitConfig(**fit_settings(path)).validate()
     assert cfg.blocked and cfg.states % cfg.clusters == 0
+
+
+def test_run_lock_between_two_real_processes_and_after_sigkill(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from hmm_lang.errors import HmmLangError
+    from hmm_lang.pipeline import folder_lock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from hmm_lang.pipeline import folder_lock\n"
+         "with folder_lock(Path(sys.argv[1]), Path(sys.argv[2])):\n"
+         "    print('held', flush=True); time.sleep(120)",
+         str(tmp_path / ".lock"), str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(HmmLangError, match="another hmm-lang run is working"):
+            with folder_lock(tmp_path / ".lock", tmp_path):
+                pass
+        holder.send_signal(signal.SIGKILL)  # a killed run leaves no stale lock behind
+        holder.wait()
+        with folder_lock(tmp_path / ".lock", tmp_path):
+            pass
+    finally:
+        holder.kill()
