@@ -244,16 +244,31 @@ def sample(
     eos_id: int | None = None,
     seed: int = 0,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Sample token sequences (and their state paths); a sequence ends after ``eos_id``."""
+    """Sample token sequences (and their state paths); a sequence ends after ``eos_id``.
+
+    Inverse-CDF sampling (one uniform and a binary search per draw; ``torch.multinomial`` over
+    4096 tokens is ~100x slower on a CPU), stopping once every sequence has ended."""
     g = torch.Generator(device=hmm.device).manual_seed(seed)
-    states = torch.empty(n_sequences, max_len, dtype=torch.long, device=hmm.device)
-    tokens = torch.empty_like(states)
-    s = torch.multinomial(hmm.start.expand(n_sequences, -1), 1, generator=g)[:, 0]
+    dev = hmm.device
+    states = torch.zeros(n_sequences, max_len, dtype=torch.long, device=dev)
+    tokens = torch.zeros_like(states)
+    cum_a, cum_b = (torch.cumsum(p.double(), -1) for p in (hmm.trans, hmm.emit))
+
+    def draw(cum: torch.Tensor) -> torch.Tensor:  # cum: (n, C) rows of a CDF
+        u = torch.rand(cum.shape[0], 1, generator=g, device=dev, dtype=cum.dtype) * cum[:, -1:]
+        return torch.searchsorted(cum, u, right=True)[:, 0].clamp_(max=cum.shape[1] - 1)
+
+    s = draw(torch.cumsum(hmm.start.double(), -1).expand(n_sequences, -1).contiguous())
+    ended = torch.zeros(n_sequences, dtype=torch.bool, device=dev)
     for t in range(max_len):
         if t > 0:
-            s = torch.multinomial(hmm.trans[s], 1, generator=g)[:, 0]
+            s = draw(cum_a[s])
         states[:, t] = s
-        tokens[:, t] = torch.multinomial(hmm.emit[s], 1, generator=g)[:, 0]
+        tokens[:, t] = draw(cum_b[s])
+        if eos_id is not None:
+            ended |= tokens[:, t] == eos_id
+            if bool(ended.all()):
+                break
     seqs, paths = [], []
     for row_x, row_s in zip(tokens.cpu().numpy(), states.cpu().numpy(), strict=True):
         end = max_len
