@@ -295,7 +295,8 @@ def _beliefs(c) -> StagePlan:
     hooks, dim, sets = m.n_layers + 1, m.d_model + top, 3 * (m.n_layers + 1) + 2
     feats = n * 4.0 * ((2 * hooks + 1) * m.d_model + top)  # both models' hooks, logits (float32)
     targets = n * 8.0 * (k + 2 * 4 * max(k, top))  # beliefs; 4 targets and their shuffles
-    joined = n * 4.0 * hooks * dim  # each hook joined with the logits
+    joined = n * 8.0 * dim  # one hook joined with the logits at a time (float64 in the ridge)
+    preds = n * 4.0 * k * hooks  # the history predictions kept for the geometry figure
     probe_flops = sets * (2.0 * n * dim * dim + 16.0 * n * dim * max(k, top))
     fit = E.dense_em_seconds(k, round(tok * 0.95), its, _hmm_dev(c))
     return StagePlan(
@@ -322,7 +323,7 @@ def _beliefs(c) -> StagePlan:
                 "probes",
                 f"ridge, {sets} feature sets x 4 targets",
                 "cpu",
-                E.BASE_RAM + feats + targets + joined,
+                E.BASE_RAM + feats + targets + joined + preds,
                 E.seconds(probe_flops, E.CPU),
             ),
         ],
