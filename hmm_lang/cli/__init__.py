@@ -69,7 +69,8 @@ def cmd_stats(args) -> None:
 
 def cmd_run(args) -> None:
     if args.dry_run:
-        from hmm_lang.dryrun import format_plan, plan_run
+        from hmm_lang.dryrun import plan_run
+        from hmm_lang.dryrun_table import format_plan
 
         plan = plan_run(
             data=args.data,
