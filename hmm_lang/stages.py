@@ -216,26 +216,16 @@ def stage_ladder(state: RunState) -> None:
         figs = {"ladder": ladder_figure(rows), "ladder_seconds": seconds_figure(rows)}
         return {"rows": rows, "figures": _save_figs(figs, stage_dir)}
 
+    # the device as the profile names it ("auto" hashes alike on any machine), left out when
+    # it is "cpu" so that the keys of earlier runs stay as they were
+    key = {**cfg.__dict__, "transformer_runs": [], "hmm_device": p.hmm_device}
+    if key["hmm_device"] == "cpu":
+        del key["hmm_device"]
     inputs = {
         "data": state.corpus.fingerprint(),
         "tokenizers": state.keys["tokenizers"],
         "transformer": state.keys["transformer"],
-        # the device as the profile names it ("auto" hashes alike on any machine), and left
-        # out when it is "cpu" so that the keys of earlier runs stay as they were
-        "cfg": json.loads(
-            json.dumps(
-                {
-                    k: v
-                    for k, v in {
-                        **cfg.__dict__,
-                        "transformer_runs": [],
-                        "hmm_device": p.hmm_device,
-                    }.items()
-                    if not (k == "hmm_device" and v == "cpu")
-                },
-                default=list,
-            )
-        ),
+        "cfg": json.loads(json.dumps(key, default=list)),
     }
     state.results = run_stage(state, "ladder", inputs, fn)["rows"]
 
