@@ -227,7 +227,9 @@ def _ladder(c) -> StagePlan:
         cost[family] = [s + seconds, max(r, E.BASE_RAM + ram)]
 
     hs = min(p.hmm_train_stories or d.train_stories, d.train_stories)
-    for vs in p.vocab_sizes:
+    # as stages.ladder_config: the profile's ladder vocab sizes and the transformer's (the largest)
+    ladder_v = sorted({*(p.ladder_vocab_sizes or p.vocab_sizes), max(p.vocab_sizes)})
+    for vs in ladder_v:
         n, h = d.train_tokens(vs), _hmm_tokens(c, vs)
         fit = round(h * 0.95)  # less the dev split
         for o in (1, *p.ngram_orders):
@@ -246,7 +248,7 @@ def _ladder(c) -> StagePlan:
             ram = E.block_hmm_bytes(k // m, min(m * m, bigrams), vs, h, hs)
             add("blocked", E.block_em_seconds(k // m, fit, block_its), ram)
     h, top = _hmm_tokens(c, v), max(p.ngram_orders, default=1)
-    other = [x for x in p.vocab_sizes if x != v]
+    other = [x for x in ladder_v if x != v]
     seeds = f"{len(p.hmm_seeds)} seeds up to K=256" if len(p.hmm_seeds) > 1 else "1 seed"
     model = E.ngram_model_bytes(top, v, d.train_tokens(v))
     grams, blocks = E.distinct_ngrams(top, v, d.train_tokens(v)), E.distinct_ngrams(2, v, h)
@@ -267,7 +269,7 @@ def _ladder(c) -> StagePlan:
     parts.append(Part("transformer", "scored on CPU", "cpu", E.BASE_RAM + 4.0 * c.n, scoring))
     return StagePlan(
         "ladder",
-        f"V={_list(p.vocab_sizes)}; n-grams on {_n(d.train_tokens(v))} tokens, HMMs on "
+        f"V={_list(ladder_v)}; n-grams on {_n(d.train_tokens(v))} tokens, HMMs on "
         f"{hs:,} stories ({_n(h)} tokens at V={v}); EM ~{dense_its} iterations dense, "
         f"~{block_its} cloned/blocked (cap {p.hmm_max_iters})",
         parts,

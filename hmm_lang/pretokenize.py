@@ -73,12 +73,13 @@ class TokenStream:
     def select(self, stories: np.ndarray) -> TokenStream:
         """The stories at the (sorted) indices ``stories``, copied into a new stream."""
         stories = np.asarray(stories, dtype=np.int64)
-        lengths = self.offsets[stories + 1] - self.offsets[stories]
+        starts = self.offsets[stories]
+        lengths = self.offsets[stories + 1] - starts
         offsets = np.zeros(len(stories) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        tokens = np.empty(int(offsets[-1]), dtype=self.tokens.dtype)
-        for i, s in enumerate(stories):
-            tokens[offsets[i] : offsets[i + 1]] = self.story(int(s))
+        # one gather: position j of new story i reads old position starts[i] + j
+        index = np.arange(offsets[-1]) - np.repeat(offsets[:-1] - starts, lengths)
+        tokens = np.asarray(self.tokens[index])
         return TokenStream(tokens, offsets, self.story_bytes[stories], self.vocab_size, self.eos_id)
 
     def head(self, n_stories: int) -> TokenStream:
@@ -133,6 +134,8 @@ def save_stream(stream: TokenStream, folder: str | Path) -> Path:
     """Write ``stream`` as a stream folder (the cache's layout), atomically; a stream folder is
     also a data source: ``data.data`` may name one (see :func:`hmm_lang.runs.config_streams`)."""
     folder = Path(folder)
+    if stream.vocab_size > 1 << 16:
+        raise HmmLangError(f"vocab size {stream.vocab_size} does not fit uint16 token files")
     with atomic_dir(folder) as tmp:
         (tmp / TOKENS).write_bytes(np.ascontiguousarray(stream.tokens, dtype="<u2").tobytes())
         np.save(tmp / "offsets.npy", np.asarray(stream.offsets, dtype=np.int64))
@@ -198,7 +201,8 @@ def pretokenize(
         except Exception as e:  # missing or truncated files, bad json, ...: rebuild it
             log.warning("cache %s is unreadable (%s); re-encoding", cache, type(e).__name__)
             shutil.rmtree(cache, ignore_errors=True)
-    # content-addressed: a writer that finishes second keeps the first one's folder
-    with atomic_dir(cache, keep_existing=True) as tmp:
+    # content-addressed: a writer that finishes second keeps the first one's folder (unless
+    # ``force``: then ours replaces it)
+    with atomic_dir(cache, keep_existing=not force) as tmp:
         _encode(tokenizer, source, batch_size, tmp)
     return load_stream(cache)

@@ -118,13 +118,21 @@ def config_streams(cfg: RunConfig, tokenizer_dir, run_dir=None):
     d = cfg.data
     data = resolve_data_path(d.data, run_dir)
     if is_stream_folder(data):  # token streams (e.g. sampled from an HMM): no text, no BPE
-        stream = load_stream(data)
-        if d.max_stories is not None:
-            stream = stream.head(d.max_stories)
         valid = resolve_data_path(d.valid, run_dir)
-        if valid is not None:
-            return stream, load_stream(valid)
-        return split_stream(stream, d.valid_fraction, d.split_seed)
+        if valid is not None and not is_stream_folder(valid):
+            raise HmmLangError(
+                f"data.data {data} is a token-stream folder but data.valid {valid} is not; give "
+                "a stream folder (or no data.valid: a split of data.data)"
+            )
+        train = load_stream(data)
+        if valid is None:
+            train, val = split_stream(train, d.valid_fraction, d.split_seed)
+        else:
+            val = load_stream(valid)
+        if d.max_stories is not None:  # capped as load_corpus caps text corpora
+            train = train.head(d.max_stories)
+            val = val.head(max(1, int(d.max_stories * d.valid_fraction)))
+        return train, val
     corpus = load_corpus(
         resolve_data_path(d.data, run_dir),
         resolve_data_path(d.valid, run_dir),
@@ -144,11 +152,17 @@ def check_run_split(run_path: str | Path, corpus: Corpus) -> None:
     """One-line error unless the transformer run was trained on the ladder's split (same
     data fingerprint, split seed and fraction, hence the same validation stories)."""
     from hmm_lang.corpus import load_corpus
+    from hmm_lang.pretokenize import is_stream_folder
 
     path = Path(run_path)
     if not (path / "config.yaml").exists():
         raise HmmLangError(f"{path} is not a transformer run folder (config.yaml missing)")
     d = load_config(path / "config.yaml").data
+    if is_stream_folder(resolve_data_path(d.data, path)):
+        raise HmmLangError(
+            f"{path} was trained on a token-stream folder ({d.data}), not on this text corpus; "
+            "compare it with its own data (e.g. `hmm-lang experiment beliefs --run`)"
+        )
     try:
         theirs = load_corpus(
             resolve_data_path(d.data, path),

@@ -36,15 +36,15 @@ def hmm_device(p) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def ladder_config(p, transformer_runs: list[str], transformer_vocab: int | None = None):
+def ladder_config(p, transformer_runs: list[str]):
     """The ladder of profile ``p`` (a :class:`~hmm_lang.pipeline.Profile`): what the run's
-    ladder stage and notebook 06 fit. ``transformer_vocab`` (the runs' vocab size) is added to
-    the profile's ladder vocab sizes, so that the transformer has its row."""
+    ladder stage and notebook 06 fit. The transformer runs' vocab sizes are added to the
+    profile's ladder vocab sizes, so that every transformer has its row."""
+    from hmm_lang.config import load_config
     from hmm_lang.experiments.ladder import LadderConfig
 
-    vocab = tuple(p.ladder_vocab_sizes or p.vocab_sizes)
-    if transformer_vocab is not None and transformer_vocab not in vocab:
-        vocab = tuple(sorted((*vocab, transformer_vocab)))
+    runs = [load_config(Path(r) / "config.yaml").model.d_vocab for r in transformer_runs]
+    vocab = tuple(sorted({*(p.ladder_vocab_sizes or p.vocab_sizes), *runs}))
     return LadderConfig(
         vocab_sizes=vocab,
         ngram_orders=(1, *p.ngram_orders),
@@ -207,7 +207,7 @@ def stage_ladder(state: RunState) -> None:
     from hmm_lang.stats import write_csv
 
     p = state.profile
-    cfg = ladder_config(p, [state.transformer_run], transformer_vocab=max(p.vocab_sizes))
+    cfg = ladder_config(p, [state.transformer_run])
 
     def fn(stage_dir: Path) -> dict:
         rows = ladder_rows(state.corpus, state.tokenizers_dir, cfg)

@@ -92,7 +92,7 @@ def test_a_live_writers_temporary_is_not_taken_for_stale(tmp_path):
     import subprocess
     import sys
 
-    from hmm_lang.atomic import atomic_dir
+    from hmm_lang.atomic import _host, atomic_dir
 
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -101,20 +101,27 @@ def test_a_live_writers_temporary_is_not_taken_for_stale(tmp_path):
         mine = tmp_path / f".cache.{live.pid}.x1.tmp"  # another process building the same folder
         gone = tmp_path / f".cache.{dead.pid}.x2.tmp"  # a killed writer's leftover
         remote = tmp_path / f".cache.otherhost-{dead.pid}.x3.tmp"  # a writer on another node
-        for d in (mine, gone, remote):
+        here = f".cache.{_host()}"
+        mine_now, gone_now = (
+            tmp_path / f"{here}-{live.pid}.x4.tmp",
+            tmp_path / f"{here}-{dead.pid}.x5.tmp",
+        )
+        for d in (mine, gone, remote, mine_now, gone_now):
             d.mkdir()
         with atomic_dir(tmp_path / "cache") as d:
             (d / "f").write_text("1")
-        assert mine.exists() and remote.exists() and not gone.exists()
+        assert mine.exists() and remote.exists() and mine_now.exists()
+        assert not gone.exists() and not gone_now.exists()
         assert (tmp_path / "cache" / "f").exists()
         # a content-addressed cache: the writer that finishes second keeps the first's folder
         with atomic_dir(tmp_path / "cache", keep_existing=True) as d:
             (d / "f").write_text("2")
         assert (tmp_path / "cache" / "f").read_text() == "1"
         assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["cache"]
-        assert not [p for p in tmp_path.glob(".cache.*.tmp") if p not in (mine, remote)]
+        assert not [p for p in tmp_path.glob(".cache.*.tmp") if p not in (mine, remote, mine_now)]
     finally:
         live.kill()
+        live.wait()
 
 
 def test_resume_survives_a_half_written_metrics_line(tmp_path, tokenizers_dir):

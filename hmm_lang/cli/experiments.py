@@ -91,7 +91,9 @@ def cmd_sample(args) -> None:
     )
     s = load_stream(out)
     print(f"{s.n_stories} stories, {s.n_tokens} tokens, {s.n_bytes} bytes: {out}")
-    print(f"train on it: hmm-lang train --config <config.yaml> data.data={out}")
+    print(
+        f"train on it: hmm-lang train --config <config.yaml> --data {out} --tokenizer {args.tokenizer}"
+    )
 
 
 def register(sub) -> None:

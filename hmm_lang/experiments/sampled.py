@@ -45,7 +45,8 @@ def sample_stream(
         )
     stories, cut = [], 0
     for a in tqdm(range(0, n_stories, batch), desc="sample HMM", unit="batch", leave=False):
-        seqs, _ = sample(hmm, min(batch, n_stories - a), max_len, eos_id, seed=seed + a)
+        # seeds of different corpora never share a batch
+        seqs, _ = sample(hmm, min(batch, n_stories - a), max_len, eos_id, seed=seed * 2**20 + a)
         for s in seqs:
             if s[-1] != eos_id:
                 s, cut = np.append(s[:-1], eos_id), cut + 1

@@ -29,7 +29,7 @@ from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.distributed import init_from_env, rank_and_world
 from hmm_lang.records import mark_complete, new_run_dir, write_environment
 from hmm_lang.runs import config_streams
-from hmm_lang.tokenizer import BOS, load_tokenizer, resolve_tokenizer_dir
+from hmm_lang.tokenizer import BOS, EOS, load_tokenizer, resolve_tokenizer_dir
 from hmm_lang.transformer.data import BosStream, WindowSampler, evaluate
 from hmm_lang.transformer.model import (
     HookedTransformerModel,
@@ -222,6 +222,13 @@ def train(
     )
     if valid_stream.n_stories == 0:
         raise HmmLangError("the validation split is empty; give it at least one story")
+    eos = tokenizer.convert_tokens_to_ids(EOS)
+    if (train_stream.vocab_size, train_stream.eos_id) != (len(tokenizer), eos):
+        raise HmmLangError(
+            f"the data's tokens (vocab {train_stream.vocab_size}, </s> {train_stream.eos_id}) are "
+            f"not this tokenizer's (vocab {len(tokenizer)}, </s> {eos}); give the tokenizer the "
+            "data was made with (data.tokenizer / --tokenizer)"
+        )
     if cfg.model.n_ctx > int(max(train_stream.offsets[1:] - train_stream.offsets[:-1])) + 1:
         log.warning("n_ctx %d exceeds every story; windows span several stories", cfg.model.n_ctx)
 
