@@ -190,17 +190,6 @@ def _write_corpus(path: Path, stories) -> tuple[int, int]:
     return n, size
 
 
-def _dev_stories(path: Path):
-    story: list[str] = []
-    for line in open(path, encoding="utf-8"):
-        if line.strip() == "<|endoftext|>":
-            if story:
-                yield "".join(story)
-            story = []
-        else:
-            story.append(line)
-
-
 def _fit_power(x: list[float], y: list[float]) -> tuple[float, float]:
     """``y = a x^b`` by least squares in log-log space: (a, b)."""
     b, log_a = np.polyfit(np.log(x), np.log(y), 1)
@@ -257,7 +246,9 @@ def main() -> None:
             _write_corpus(held, generate_stories(500, seed=99))
             tok_per_story = 128.0  # refined after the first size
         else:
-            all_dev = list(_dev_stories(path))
+            from hmm_lang.sources import TextFileSource
+
+            all_dev = [s for b in TextFileSource(path).iter_batches() for s in b]
             stories = lambda n, d=all_dev: itertools.islice(d[500:], n)  # noqa: E731
             _write_corpus(held, all_dev[:500])
             tok_per_story = 230.0

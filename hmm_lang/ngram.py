@@ -137,22 +137,13 @@ class KneserNeyModel:
         is freed with the model."""
         import tempfile
 
-        from hmm_lang.ngram_counts import count_sorted, story_chunks, stream_keys
+        from hmm_lang.ngram_counts import chunk_keys, count_sorted
 
         self._check(stream.n_stories)
-        bits, tokens, offsets = self.bits, stream.tokens, stream.offsets
+        bits = self.bits
         with tempfile.TemporaryDirectory(prefix="hmm_lang_ngram_", dir=work_dir) as tmp:
             folder = Path(tmp)
-            blocks = (
-                stream_keys(
-                    tokens[offsets[a] : offsets[b]],
-                    offsets[a : b + 1] - offsets[a],
-                    self.order,
-                    self.bos_id,
-                    bits,
-                )
-                for a, b in story_chunks(offsets, chunk_tokens)
-            )
+            blocks = chunk_keys(stream, self.order, self.bos_id, bits, chunk_tokens)
             distinct, counts = count_sorted(blocks, folder)
             levels = [None] * self.order
             for j in range(self.order, 0, -1):
@@ -227,16 +218,10 @@ class KneserNeyModel:
 
     def stream_log_prob(self, stream, chunk_tokens: int = 1 << 24) -> float:
         """Total natural-log probability of a ``TokenStream``, ``chunk_tokens`` at a time."""
-        from hmm_lang.ngram_counts import story_chunks, stream_keys
+        from hmm_lang.ngram_counts import chunk_keys
 
-        total = 0.0
-        for a, b in story_chunks(stream.offsets, chunk_tokens):
-            o = stream.offsets
-            keys = stream_keys(
-                stream.tokens[o[a] : o[b]], o[a : b + 1] - o[a], self.order, self.bos_id, self.bits
-            )
-            total += float(self.log_probs_of_keys(keys).sum())
-        return total
+        keys = chunk_keys(stream, self.order, self.bos_id, self.bits, chunk_tokens)
+        return float(sum(self.log_probs_of_keys(k).sum() for k in keys))
 
     def probability(self, context: Sequence[int], word: int) -> float:
         """P(word | context) for one query (context: the preceding tokens, oldest first)."""
@@ -290,16 +275,17 @@ class UnigramModel:
         return self.vocab_size - 1
 
     def fit(self, sequences: Sequence[np.ndarray]) -> UnigramModel:
-        counts = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=self.vocab_size)
-        p = (counts + self.k) / (counts.sum() + self.k * self.vocab_size)
-        self.log_probs = np.log(p)
-        return self
+        return self._from_counts(
+            np.bincount(np.concatenate(sequences).astype(np.int64), minlength=self.vocab_size)
+        )
 
-    def fit_stream(self, stream, chunk_tokens: int = 1 << 24, **_) -> UnigramModel:
-        """:meth:`fit` on a ``TokenStream``, counted ``chunk_tokens`` at a time."""
-        counts = np.zeros(self.vocab_size, dtype=np.int64)
-        for a in range(0, stream.n_tokens, chunk_tokens):
-            counts += np.bincount(stream.tokens[a : a + chunk_tokens], minlength=self.vocab_size)
+    def fit_stream(self, stream, **_) -> UnigramModel:
+        """:meth:`fit` on a ``TokenStream``, counted piece by piece (``stats.token_counts``)."""
+        from hmm_lang.stats import token_counts
+
+        return self._from_counts(token_counts(stream, self.vocab_size))
+
+    def _from_counts(self, counts: np.ndarray) -> UnigramModel:
         p = (counts + self.k) / (counts.sum() + self.k * self.vocab_size)
         self.log_probs = np.log(p)
         return self

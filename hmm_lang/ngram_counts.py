@@ -67,6 +67,15 @@ def stream_keys(
     return key
 
 
+def chunk_keys(
+    stream, order: int, bos_id: int, bits: int, chunk_tokens: int
+) -> Iterator[np.ndarray]:
+    """:func:`stream_keys` of a ``TokenStream``, one chunk of whole stories at a time."""
+    o = stream.offsets
+    for a, b in story_chunks(o, chunk_tokens):
+        yield stream_keys(stream.tokens[o[a] : o[b]], o[a : b + 1] - o[a], order, bos_id, bits)
+
+
 def count_runs(blocks: Iterable[np.ndarray], folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """One sorted run (unique keys, counts) on disk per block of keys."""
     runs = []
