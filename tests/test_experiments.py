@@ -1,5 +1,7 @@
 """The experiments in smoke mode: ladder, belief probing, HMM anatomy, probes."""
 
+import csv
+import json
 import math
 
 import numpy as np
@@ -113,6 +115,57 @@ def test_beliefs_smoke(tmp_path, tiny_run):
     assert set(figs) == {"r2_by_layer", "history_geometry", "embedding_by_hmm_state"}
 
 
+def test_beliefs_of_a_blocked_hmm(tmp_path, tiny_run, capsys):
+    """A blocked HMM's beliefs are probed through its exact dense form: at each position the
+    belief lies on the states of the token's cluster and equals the blocked filter; the CLI
+    records the family; a cloned HMM is refused with one line before any folder."""
+    from hmm_lang.cli import main
+    from hmm_lang.experiments.beliefs import _one_story_per_lane, belief_hmm
+    from hmm_lang.hmm.fit_blocked import init_blocked_hmm
+    from hmm_lang.hmm.inference import forward
+    from hmm_lang.runs import load_run, run_streams
+
+    run = load_run(tiny_run)
+    train_s, valid = run_streams(run)
+    v, m, n = len(run.tokenizer), 8, 2
+    cluster = np.arange(v) % m
+    stories = [s.astype(np.int64) for s in train_s.stories()]
+    blocked = init_blocked_hmm(stories, v, cluster, n, seed=0)
+    blocked.save(tmp_path / "blocked.pt")
+    dense, info = belief_hmm(tmp_path / "blocked.pt")
+    assert (info["family"], info["n_states"], info["clusters"]) == ("BlockedHMM", m * n, m)
+    lanes = _one_story_per_lane([valid.story(i).astype(np.int64) for i in range(3)])
+    alpha = forward(dense, lanes).alpha.transpose(0, 1)  # (N, T, K)
+    own = blocked.filter_beliefs(lanes)  # (N, T, n) over the token's cluster
+    state_cluster = torch.arange(m * n) // n
+    for i in range(3):
+        for t in range(int(lanes.valid[i].sum())):
+            c = int(cluster[int(lanes.tokens[i, t])])
+            inside = state_cluster == c
+            assert float(alpha[i, t][~inside].abs().max()) == 0.0
+            torch.testing.assert_close(
+                alpha[i, t][inside].double(), own[i, t].double(), rtol=1e-5, atol=1e-7
+            )
+    out_dir = tmp_path / "out"
+    args = ["experiment", "beliefs", "--run", str(tiny_run), "--hmm", str(tmp_path / "blocked.pt")]
+    assert main(args + ["--smoke", "--out-dir", str(out_dir)]) == 0
+    (folder,) = [p for p in out_dir.iterdir() if p.name.endswith("_beliefs")]
+    kl = json.loads((folder / "kl.json").read_text())
+    assert kl["hmm"]["family"] == "BlockedHMM" and kl["hmm"]["n_states"] == m * n
+    rows = list(csv.DictReader((folder / "beliefs.csv").open()))
+    assert {r["target"] for r in rows} == {"belief", "history", "ahead2", "ahead3"}
+    assert not (folder / "hmm.pt").exists()  # the given HMM is not refitted
+
+    from hmm_lang.hmm.cloned import init_cloned_hmm
+
+    init_cloned_hmm(stories, v, 2).save(tmp_path / "cloned.pt")
+    capsys.readouterr()
+    cloned = args[:-1] + [str(tmp_path / "cloned.pt"), "--smoke", "--out-dir", str(tmp_path / "c")]
+    assert main(cloned) == 2 and not (tmp_path / "c").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "cloned HMM" in err[0]
+
+
 def test_probes_know_the_answer():
     """Folded ridge recovers a linear target and not noise; the token baseline and the
     within-token shuffle behave as their definitions say; bootstrap R^2 with every story
@@ -121,6 +174,7 @@ def test_probes_know_the_answer():
         FoldedRidge,
         StoryBootstrap,
         cv_token_means,
+        group_sums,
         r2_score,
     )
     from hmm_lang.experiments.belief_probes import probe_rows, shuffle_within_tokens
@@ -144,7 +198,16 @@ def test_probes_know_the_answer():
         a, b = np.sort(y[tokens == t], 0), np.sort(sh[tokens == t], 0)
         np.testing.assert_array_equal(a, b)
     boot = StoryBootstrap(np.ones((1, 200)), groups)
-    p = FoldedRidge(x_hist, groups, 5).predict(y)
+    ridge = FoldedRidge(x_hist, groups, 5)
+    p = ridge.predict(y)
+    # the inner validation R^2 from Gram and cross products is the direct one
+    cross = [ridge.x[r].T @ y[r] for r in ridge.rows]
+    w = ridge._solve([0, 1, 2], cross, 0.1)
+    direct = r2_score(y[ridge.rows[3]], ridge.x[ridge.rows[3]] @ w)
+    assert ridge._val_r2(w, 3, cross, y[ridge.rows[3]]) == pytest.approx(direct, abs=1e-9)
+    sums = np.zeros((v, 3))
+    np.add.at(sums, tokens, y)
+    np.testing.assert_allclose(group_sums(tokens, y, v), sums, rtol=1e-12, atol=1e-12)
     assert boot.r2(y, p)[0] == pytest.approx(r2_score(y, p))
     rows, _ = probe_rows(
         {"blocks.0.hook_resid_pre": x_tok, "blocks.0.hook_resid_post": x_hist},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from hmm_lang.errors import HmmLangError
 
@@ -72,6 +73,16 @@ def ridge_probe(
     )
 
 
+def group_sums(index: np.ndarray, y: np.ndarray, n_groups: int) -> np.ndarray:
+    """(n_groups, d) sums of the rows of ``y`` (n, d) by ``index`` (n,): ``np.add.at``, but
+    vectorised (np.add.at takes minutes at 200k x 1024)."""
+    out = torch.zeros(n_groups, y.shape[1], dtype=torch.float64)
+    out.index_add_(
+        0, torch.as_tensor(index, dtype=torch.long), torch.as_tensor(y, dtype=torch.float64)
+    )
+    return out.numpy()
+
+
 def _folds(groups: np.ndarray, k: int, seed: int) -> np.ndarray:
     """(n,) fold of each row: whole groups (stories) dealt to k folds at random."""
     uniq, inv = np.unique(groups, return_inverse=True)
@@ -110,6 +121,14 @@ class FoldedRidge:
         pen[-1, -1] = 0.0
         return np.linalg.solve(g + pen, sum(cross[f] for f in folds))
 
+    def _val_r2(self, w: np.ndarray, g: int, cross: list[np.ndarray], yv: np.ndarray) -> float:
+        """R^2 of weights ``w`` on fold ``g`` from its Gram and cross products: O(p^2 d) per
+        ridge strength instead of O(n p d); SSE = |y|^2 - 2 <W, X'y> + <W, X'X W>."""
+        sq = float((yv**2).sum())
+        sst = sq - float((yv.sum(0) ** 2).sum()) / max(len(yv), 1)
+        sse = sq - 2 * float((w * cross[g]).sum()) + float((w * (self.gram[g] @ w)).sum())
+        return 1 - sse / sst if sst > 0 else float("nan")
+
     def predict(self, y: np.ndarray) -> np.ndarray:
         """(n, d) out-of-fold predictions of ``y``."""
         y = np.asarray(y, dtype=np.float64)
@@ -118,11 +137,9 @@ class FoldedRidge:
         for f in range(self.k):
             g = (f + 1) % self.k
             inner = [h for h in range(self.k) if h not in (f, g)]
-            val = self.rows[g]
-            best = max(
-                ALPHAS,
-                key=lambda a: r2_score(y[val], self.x[val] @ self._solve(inner, cross, a)),
-            )
+            yv = y[self.rows[g]]
+            scores = [self._val_r2(self._solve(inner, cross, a), g, cross, yv) for a in ALPHAS]
+            best = ALPHAS[0 if np.isnan(scores).all() else int(np.nanargmax(scores))]
             w = self._solve([h for h in range(self.k) if h != f], cross, best)
             pred[self.rows[f]] = self.x[self.rows[f]] @ w
         return pred
@@ -149,8 +166,7 @@ def cv_token_means(
     v = int(tokens.max()) + 1
     for f in range(k):
         tr = fold != f
-        sums = np.zeros((v, y.shape[1]))
-        np.add.at(sums, tokens[tr], y[tr])
+        sums = group_sums(tokens[tr], y[tr], v)
         counts = np.bincount(tokens[tr], minlength=v)
         means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], y[tr].mean(0))
         pred[~tr] = means[tokens[~tr]]
@@ -177,8 +193,7 @@ class StoryBootstrap:
         n = np.bincount(self.story_of, minlength=s).astype(np.float64)
         sse = np.bincount(self.story_of, ((y - pred) ** 2).sum(1), minlength=s)
         sq = np.bincount(self.story_of, (y**2).sum(1), minlength=s)
-        s1 = np.zeros((s, y.shape[1]))
-        np.add.at(s1, self.story_of, y)
+        s1 = group_sums(self.story_of, y, s)
         return n, sse, sq, s1
 
     def r2(self, y: np.ndarray, pred: np.ndarray) -> np.ndarray:

@@ -34,8 +34,7 @@ def cmd_ladder(args) -> None:
 
 def cmd_beliefs(args) -> None:
     from hmm_lang.errors import HmmLangError
-    from hmm_lang.experiments.beliefs import SMOKE, run_beliefs
-    from hmm_lang.hmm.model import CategoricalHMM
+    from hmm_lang.experiments.beliefs import SMOKE, belief_hmm, check_probe_memory, run_beliefs
     from hmm_lang.runs import find_run
 
     sizes = dict(
@@ -49,8 +48,11 @@ def cmd_beliefs(args) -> None:
         raise HmmLangError(
             "--tokens, --states, --iters, --top-tokens must be >= 1, --k-folds >= 3, --n-boot >= 10"
         )
-    hmm = CategoricalHMM.load(args.hmm)[0] if args.hmm else None
-    out, rows, kl, _ = run_beliefs(find_run(args.run, args.out_dir), hmm, args.out_dir, **sizes)
+    hmm, info = belief_hmm(args.hmm) if args.hmm else (None, None)
+    if hmm is not None:
+        check_probe_memory(hmm.n_states, sizes["n_tokens"])
+    run = find_run(args.run, args.out_dir)
+    out, rows, kl, _ = run_beliefs(run, hmm, args.out_dir, **sizes, hmm_info=info)
     print((out / "beliefs.md").read_text())
     print(
         f"KL(transformer || HMM) {kl['kl_transformer_hmm_nats']:.4f} nats, reverse {kl['kl_hmm_transformer_nats']:.4f}"
@@ -145,7 +147,11 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_starts)
     q = exp.add_parser("beliefs", help="probe the residual stream for an HMM's belief state")
     q.add_argument("--run", default=None, help="transformer run (default: the newest)")
-    q.add_argument("--hmm", default=None, help="a fitted HMM model.pt with the run's tokenizer")
+    q.add_argument(
+        "--hmm",
+        default=None,
+        help="a fitted dense or blocked HMM model.pt with the run's tokenizer",
+    )
     q.add_argument(
         "--states", type=int, default=None, help="K of the HMM fitted when --hmm is not given (256)"
     )

@@ -32,6 +32,7 @@ from hmm_lang.analysis.probing import (
     FoldedRidge,
     StoryBootstrap,
     cv_token_means,
+    group_sums,
     interval,
     r2_score,
 )
@@ -59,7 +60,7 @@ def token_mean_beliefs(
         alpha = forward(hmm, lanes).alpha.transpose(0, 1).double().numpy()  # (N, T, K)
         valid = lanes.valid.numpy()
         tok = lanes.tokens.numpy()[valid]
-        np.add.at(sums, tok, alpha[valid])
+        sums += group_sums(tok, alpha[valid], vocab_size)
         counts += np.bincount(tok, minlength=vocab_size)
     overall = sums.sum(0) / max(counts.sum(), 1)
     return np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], overall)
@@ -78,7 +79,7 @@ def belief_targets(
     two = beliefs @ a @ a
     return {
         "belief": beliefs,
-        "history": beliefs - token_means[tokens],
+        "history": (beliefs - token_means[tokens]).astype(beliefs.dtype),
         "ahead2": two @ b,
         "ahead3": two @ a @ b,
     }
@@ -126,11 +127,13 @@ def probe_rows(
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    keep_rows: np.ndarray | None = None,
 ) -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
     """One row per target x features x control (see the module docstring), and the trained
-    probes' out-of-fold predictions of ``history`` from each layer, ``{"history": {features:
-    (n, K)}}``, for the geometry figure (only those: all of them would be 4 targets x every
-    feature set x (n, K) floats, gigabytes at 200k positions).
+    probes' out-of-fold predictions of ``history`` from each layer at ``keep_rows`` (all rows
+    when None), ``{"history": {features: (len(keep_rows), K)}}``, for the geometry figure (only
+    those: all of them would be 4 targets x every feature set x (n, K) floats, gigabytes at
+    200k positions).
 
     ``features`` holds the trained model's hooks, ``embedding``, optionally ``logits``, and
     ``random:<hook>`` for the untrained model."""
@@ -164,7 +167,8 @@ def probe_rows(
                 rows.append(_row(t, short, "random_init", y, p, boot, base[t], n_st))
                 continue
             if t == "history" and name in layers:
-                preds[t][name] = p.astype(np.float32)
+                kept = p if keep_rows is None else p[keep_rows]
+                preds[t][name] = kept.astype(np.float32)
             rows.append(_row(t, name, "trained", y, p, boot, base[t], n_st))
             ps = ridge.predict(shuffled[t])
             rows.append(_row(t, name, "token_shuffle", shuffled[t], ps, boot, base_sh[t], n_st))

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BeliefData:
-    beliefs: np.ndarray  # (n, K) HMM filtering distributions
+    beliefs: np.ndarray  # (n, K) HMM filtering distributions (float32)
     features: dict[str, np.ndarray]  # name -> (n, d) activations at the same positions (float32)
     groups: np.ndarray  # (n,) story index, for the held-out split
     kl_transformer_hmm: float  # mean KL(P_transformer || P_hmm) over next tokens, nats
@@ -105,7 +105,7 @@ def collect_belief_data(
         _, rcache = random_model.model.run_with_cache(x, names_filter=lambda n: n in hooks)
         for i, s in enumerate(chunk):
             pos = np.arange(1, len(s))  # input positions holding x_1..x_{T-1}: next token exists
-            beliefs.append(alpha[i, pos - 1].double().numpy())
+            beliefs.append(alpha[i, pos - 1].float().numpy())
             groups.append(np.full(len(pos), a + i))
             toks.append(s[pos - 1])
             for h in hooks:
@@ -140,13 +140,60 @@ def dominant_states(hmm: CategoricalHMM, n_iter: int = 200) -> np.ndarray:
     return (pi[:, None] * hmm.emit.double()).argmax(0).numpy()
 
 
+MAX_DENSE_STATES = 4096  # a blocked HMM is probed through its dense form: K^2 float64 entries
+
+
+def belief_hmm(path) -> tuple[CategoricalHMM, dict]:
+    """The HMM of a saved fit as the dense model whose beliefs are probed, and what it was.
+
+    A blocked HMM (Chiu & Rush 2020) becomes its exact dense form (state c * n + i, zero
+    emissions outside each state's cluster): its belief at t lies on the n states of x_t's
+    cluster, so the token does not fix the state; the targets are the same K-dim vectors as
+    for a dense HMM. Cloned HMMs (one token per cluster) have V x clones states, too many for
+    the dense form at any useful size; they are refused with a one-line error."""
+    from hmm_lang.hmm.blocked import BlockedHMM
+    from hmm_lang.hmm.cloned import ClonedHMM
+    from hmm_lang.hmm.files import load_hmm
+
+    model, config = load_hmm(path)
+    info = {"path": str(path), "family": type(model).__name__, "n_states": model.n_states}
+    if isinstance(model, ClonedHMM):
+        raise HmmLangError(
+            f"{path} is a cloned HMM ({model.n_states} states): its beliefs are not probed; give a "
+            "dense or blocked HMM (hmm-lang fit-hmm --blocked: the cloned HMM's general case)"
+        )
+    if isinstance(model, BlockedHMM):
+        if model.n_states > MAX_DENSE_STATES:
+            raise HmmLangError(
+                f"{path}: a blocked HMM of {model.n_states} states; the beliefs experiment takes "
+                f"at most {MAX_DENSE_STATES} (its dense form); fit one with --states "
+                f"{MAX_DENSE_STATES} or fewer"
+            )
+        info |= {"clusters": model.n_clusters, "block_size": model.block_size}
+        model = model.to_dense()
+    info["config"] = config
+    return model, info
+
+
+def check_probe_memory(n_states: int, n_tokens: int) -> None:
+    """The belief probes hold about eight (positions x K) float arrays at once (targets, their
+    within-token shuffles, float64 predictions and residuals)."""
+    from hmm_lang.memory import check_memory
+
+    check_memory(
+        8.0 * n_tokens * n_states * 6,
+        f"belief probes of a {n_states}-state HMM at {n_tokens:,} positions",
+        "lower --tokens",
+    )
+
+
 SMOKE = dict(states=8, iters=2, n_tokens=1500, k_folds=3, n_boot=50, top_tokens=32)
 
 
 def belief_diagnostics(beliefs: np.ndarray) -> dict:
     """How peaked the beliefs are: what made the plain ``belief`` target nearly a function of
     the current token in the first version of this experiment."""
-    p = np.clip(beliefs, 1e-300, 1)
+    p = np.clip(beliefs.astype(np.float64), 1e-300, 1)  # float32 would round 1e-300 to 0
     ent = -(p * np.log2(p)).sum(1)
     return {
         "mean_entropy_bits": float(ent.mean()),
@@ -170,13 +217,15 @@ def run_beliefs(
     progress: bool = True,
     max_train_stories: int | None = None,
     device: str = "cpu",
+    hmm_info: dict | None = None,
 ):
     """Fit (or take) an HMM on the run's training tokens, probe every target against every
     control, write ``<out_dir>/<time>_beliefs/`` (beliefs.csv, beliefs.md, figures).
 
     The HMM follows the fit protocol (choices on a dev split of the training stories); the
     probes read validation stories only. ``max_train_stories`` caps the HMM's training stories;
-    ``device`` is where its EM runs."""
+    ``device`` is where its EM runs; ``hmm_info`` says what a given ``hmm`` is (see
+    :func:`belief_hmm`), written to config.yaml and kl.json."""
     import copy
 
     from hmm_lang.analysis.embeddings import (
@@ -202,11 +251,16 @@ def run_beliefs(
             "--states, --iters, --tokens and --top-tokens must be >= 1, --k-folds >= 3, "
             "--n-boot >= 10"
         )
+    if hmm is not None:
+        check_probe_memory(hmm.n_states, n_tokens)
     run = load_run(run_path)
     train, valid = run_streams(run)
     out = new_run_dir(out_dir, "beliefs")
     settings = dict(states=states, iters=iters, n_tokens=n_tokens, seed=seed, k_folds=k_folds)
     settings |= dict(n_boot=n_boot, top_tokens=top_tokens, max_train_stories=max_train_stories)
+    if hmm_info is None and hmm is not None:
+        hmm_info = {"family": "CategoricalHMM", "n_states": hmm.n_states}
+    settings["hmm"] = hmm_info or {"family": "CategoricalHMM", "fitted_here": True}
     write_yaml(out / "config.yaml", {"run": str(run.path), **settings})
     write_environment(out)
     if hmm is None:
@@ -238,8 +292,11 @@ def run_beliefs(
             break
     means = token_mean_beliefs(hmm, train_stories, hmm.vocab_size)
     targets = belief_targets(hmm, data.beliefs, data.tokens, means, top)
+    # the geometry figure's positions: only their probe predictions are kept
+    rng = np.random.default_rng(seed)
+    shown = np.sort(rng.choice(len(data.tokens), size=min(3000, len(data.tokens)), replace=False))
     rows, preds = probe_rows(
-        data.features, targets, data.tokens, data.groups, k_folds, n_boot, seed, progress
+        data.features, targets, data.tokens, data.groups, k_folds, n_boot, seed, progress, shown
     )
     write_csv(out / "beliefs.csv", rows)
     table = [
@@ -259,6 +316,7 @@ def run_beliefs(
         "positions": len(data.beliefs),
         "stories": int(len(np.unique(data.groups))),
         **belief_diagnostics(data.beliefs),
+        "hmm": {k: v for k, v in settings["hmm"].items() if k != "config"},
     }
     write_json(out / "kl.json", kl)
     layer_preds = {f: p for f, p in preds["history"].items() if f.startswith("blocks.")}
@@ -266,7 +324,7 @@ def run_beliefs(
     figs = {
         "r2_by_layer": belief_r2_figure(rows),
         "history_geometry": belief_geometry_figure(
-            targets["history"], layer_preds, data.beliefs.argmax(1),
+            targets["history"][shown], layer_preds, data.beliefs[shown].argmax(1),
             title="history target (belief minus its mean given the token): PCA of the truth "
             "and of each layer's probe",
         ),

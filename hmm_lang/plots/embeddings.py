@@ -37,7 +37,10 @@ def _heatmap(sim, labels, **kw) -> go.Heatmap:
     )
 
 
-MAX_SIDE = 512  # cells per side drawn; a 4096 x 4096 heatmap is ~100 MB of HTML
+# cells per side drawn: a 4096 x 4096 heatmap is ~100 MB of HTML; 512 per side made each
+# similarity figure 1.5 MB and the cpu profile's report.html about 16 MB; 384 keeps a few
+# hundred rows for the overview at 0.6 MB per figure
+MAX_SIDE = 384
 
 
 def bin_matrix(sim: np.ndarray, labels: list[str], max_side: int = MAX_SIDE):
@@ -89,7 +92,7 @@ def coarse_grained_figure(
     lim = max(lim, float(np.nanmax(np.abs(blocks))) * 1e-3, 1e-6)
     fig.add_trace(
         go.Heatmap(
-            z=blocks,
+            z=np.asarray(blocks, dtype=np.float32),
             x=names,
             y=names,
             colorscale="balance",
@@ -97,7 +100,8 @@ def coarse_grained_figure(
             zmax=lim,
             colorbar=dict(x=1.0, len=0.9, title="mean cos"),
             hovertemplate="%{y} x %{x}<br>mean cos %{z:.4f}<extra></extra>",
-            text=np.round(blocks, 3),
+            # cell labels only where they are drawn: k x k strings would double the figure
+            text=np.round(blocks, 3) if k <= 16 else None,
             texttemplate="%{text}" if k <= 16 else None,
         ),
         row=1,
