@@ -89,6 +89,16 @@ def _exchange(a: Path, b: Path) -> bool:
     return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+def sweep_stale(path: str | os.PathLike) -> None:
+    """Remove the temporary folders that a killed writer of ``path`` left beside it (a live
+    writer's are kept). Called before each write, and where an existing ``path`` is reused
+    without writing, so that leftovers do not wait for the next rewrite."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if _stale(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, keep_existing: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder; it replaces ``path`` only when the block succeeds.
@@ -101,9 +111,7 @@ def atomic_dir(path: str | os.PathLike, keep_existing: bool = False) -> Iterator
     another writer got there first; its folder is kept and ours discarded."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        if _stale(stale):
-            shutil.rmtree(stale, ignore_errors=True)
+    sweep_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp

@@ -356,15 +356,19 @@ def plan_run(
     max_stories: int | None = None,
     seed: int = 0,
     tokenizers_dir: str | Path = "tokenizers",
+    valid_fraction: float = 0.1,
 ) -> RunPlan:
     """Every stage of ``hmm-lang run`` (the arguments of :func:`hmm_lang.pipeline.run_pipeline`)
     with its sizes, peak memory and time. Reads file sizes and counts separators, nothing else."""
     if profile not in PROFILES:
         raise HmmLangError(f"unknown profile {profile!r}; choose {', '.join(PROFILES)}")
     prof = PROFILES[profile]
-    size = data_size(data, valid, max_stories, 0.1, prof.synthetic_stories, prof.max_valid_stories)
+    size = data_size(
+        data, valid, max_stories, valid_fraction, prof.synthetic_stories, prof.max_valid_stories
+    )
     device = E.GPU if profile == "gpu" else E.CPU
     data_args = {"data": data, "valid": valid, "max_stories": max_stories, "seed": seed}
+    data_args["valid_fraction"] = valid_fraction
     c = _context(prof, size, device, data_args, tokenizers_dir)
     names = stage_names()
     missing = [s for s in names if s not in PLANNERS]

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hmm_lang.errors import HmmLangError
 from hmm_lang.pipeline import PROFILES, Profile
 
 
@@ -103,11 +104,18 @@ def execute_notebooks(
 
     if run is None and out_dir is None:
         raise ValueError("give a run or an output folder")
+    notebooks = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    unknown = sorted(set(names or ()) - {p.stem for p in notebooks})
+    if unknown:
+        raise HmmLangError(
+            f"no notebook named {', '.join(unknown)}; choose from "
+            f"{', '.join(p.stem for p in notebooks)}"
+        )
     run = Path(run).resolve() if run is not None else None
     out = Path(out_dir or run) / "notebooks"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+    for path in notebooks:
         if names and path.stem not in names:
             continue
         nb = nbformat.read(path, as_version=4)

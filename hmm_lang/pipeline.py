@@ -203,8 +203,11 @@ def run_pipeline(
     force: bool = False,
     max_stories: int | None = None,
     seed: int = 0,
+    valid_fraction: float = 0.1,
 ) -> Path:
     """Run every stage of the study; return the run folder (``records/<time>_run``)."""
+    if not 0.0 < valid_fraction < 1.0:
+        raise HmmLangError(f"--valid-fraction must be in (0, 1), got {valid_fraction}")
     prof = PROFILES[profile]
     config = {
         "data": data,
@@ -215,6 +218,8 @@ def run_pipeline(
         "seed": seed,
         "tokenizers_dir": str(tokenizers_dir),
     }
+    if valid_fraction != 0.1:  # recorded only when set, so earlier run folders still match
+        config["valid_fraction"] = valid_fraction
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(out_dir / ".hmm_lang_run.lock", out_dir):  # find-or-create, one at a time
@@ -226,23 +231,27 @@ def run_pipeline(
         else:
             log.info("resuming %s", run_dir)
     with folder_lock(run_dir / ".lock", run_dir):  # one `hmm-lang run` per run folder
-        _run(run_dir, data, valid, prof, tokenizers_dir, force, max_stories, seed)
+        _run(run_dir, data, valid, prof, tokenizers_dir, force, max_stories, seed, valid_fraction)
     return run_dir
 
 
-def _run(run_dir, data, valid, prof, tokenizers_dir, force, max_stories, seed) -> None:
+def _run(
+    run_dir, data, valid, prof, tokenizers_dir, force, max_stories, seed, valid_fraction=0.1
+) -> None:
     from hmm_lang import stages
 
     corpus = load_corpus(
         data,
         valid,
         max_stories=max_stories,
+        valid_fraction=valid_fraction,
         seed=seed,
         synthetic_stories=prof.synthetic_stories,
         max_valid_stories=prof.max_valid_stories,
     )
     log.info("corpus: %s", corpus.describe())
     data_args = {"data": data, "valid": valid, "max_stories": max_stories, "seed": seed}
+    data_args["valid_fraction"] = valid_fraction
     state = RunState(run_dir, corpus, prof, Path(tokenizers_dir), force, data_args)
     for stage in tqdm(stages.STAGES, desc="hmm-lang run", unit="stage"):
         stage(state)

@@ -173,7 +173,27 @@ def load_stream(folder: str | Path) -> TokenStream:
     if size != 2 * n or offsets[-1] != n or len(story_bytes) != len(offsets) - 1:
         raise ValueError(f"{TOKENS} holds {size} bytes for {n} tokens")
     tokens = np.memmap(folder / TOKENS, dtype="<u2", mode="r", shape=(n,))
-    return TokenStream(tokens, offsets, story_bytes, int(meta["vocab_size"]), int(meta["eos_id"]))
+    vocab = int(meta["vocab_size"])
+    # sizes alone miss overwritten contents: ids past the vocabulary or offsets out of order
+    # would score silently wrong (a pass over 2 bytes per token, ~0.1 s per 50M tokens)
+    chunk = 1 << 24
+    top = max((int(tokens[a : a + chunk].max()) for a in range(0, n, chunk)), default=-1)
+    if top >= vocab or offsets[0] != 0 or (np.diff(offsets) < 0).any():
+        raise ValueError(
+            f"{TOKENS} holds token id {top} of a vocabulary of {vocab}, or bad offsets"
+        )
+    return TokenStream(tokens, offsets, story_bytes, vocab, int(meta["eos_id"]))
+
+
+def open_stream(folder: str | Path) -> TokenStream:
+    """:func:`load_stream` for a folder the user gave: damage is a one-line error."""
+    try:
+        return load_stream(folder)
+    except (OSError, ValueError, KeyError) as e:
+        raise HmmLangError(
+            f"token-stream folder {folder} is unreadable or damaged ({type(e).__name__}: "
+            f"{str(e)[:100]}); write it again"
+        ) from None
 
 
 def pretokenize(

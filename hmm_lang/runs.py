@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,9 @@ class Run:
     def valid_metrics(self) -> list[dict]:
         """The records of ``metrics`` that hold a validation score."""
         return [m for m in self.metrics if "valid_bits_per_byte" in m]
+
+
+log = logging.getLogger(__name__)
 
 
 def find_run(path: str | Path | None = None, records_dir: str | Path = "records") -> Path:
@@ -70,6 +74,8 @@ def load_run(
                 f"{final} is truncated or corrupt ({type(e).__name__}); retrain"
             ) from None
     elif (ckpt := latest_checkpoint(run_dir)) is not None:
+        # an unfinished run (killed, or still training): say which weights are used
+        log.warning("%s has no final_model.pt: using its checkpoint %s", run_dir, ckpt.name)
         state = load_checkpoint(ckpt)["model"]
     else:
         raise HmmLangError(f"{run_dir} has neither final_model.pt nor a checkpoint")
@@ -113,7 +119,7 @@ def config_streams(cfg: RunConfig, tokenizer_dir, run_dir=None):
     """Training and validation token streams of a config's corpus under ``tokenizer_dir``
     (relative data paths of a run are found with :func:`resolve_data_path`)."""
     from hmm_lang.corpus import load_corpus
-    from hmm_lang.pretokenize import is_stream_folder, load_stream, pretokenize, split_stream
+    from hmm_lang.pretokenize import is_stream_folder, open_stream, pretokenize, split_stream
 
     d = cfg.data
     data = resolve_data_path(d.data, run_dir)
@@ -124,11 +130,11 @@ def config_streams(cfg: RunConfig, tokenizer_dir, run_dir=None):
                 f"data.data {data} is a token-stream folder but data.valid {valid} is not; give "
                 "a stream folder (or no data.valid: a split of data.data)"
             )
-        train = load_stream(data)
+        train = open_stream(data)
         if valid is None:
             train, val = split_stream(train, d.valid_fraction, d.split_seed)
         else:
-            val = load_stream(valid)
+            val = open_stream(valid)
         if d.max_stories is not None:  # capped as load_corpus caps text corpora
             train = train.head(d.max_stories)
             val = val.head(max(1, int(d.max_stories * d.valid_fraction)))

@@ -114,6 +114,8 @@ def _transformer_config(state: RunState):
     ]
     if d["valid"] is not None:
         items.append(f"data.valid={d['valid']}")
+    if d.get("valid_fraction", 0.1) != 0.1:  # left out at the default: earlier keys unchanged
+        items.append(f"data.valid_fraction={d['valid_fraction']}")
     if d["data"] == "default":
         items.append(f"data.max_stories={p.synthetic_stories}")
     elif d["max_stories"] is not None:

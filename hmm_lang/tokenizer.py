@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from hmm_lang.atomic import atomic_dir, write_json
+from hmm_lang.atomic import atomic_dir, sweep_stale, write_json
 from hmm_lang.corpus import StorySource
 from hmm_lang.errors import HmmLangError
 
@@ -110,6 +110,8 @@ def train_tokenizer(
     cdir, hdir = custom_dir(out_dir, vocab_size), hf_dir(out_dir, vocab_size)
     if not force and _read_spec(cdir) == spec and _read_spec(hdir) == spec:
         log.info("reusing %s (same data and settings)", cdir)
+        sweep_stale(cdir)  # leftovers of a writer killed mid-swap
+        sweep_stale(hdir)
         return hdir
 
     tok = ByteLevelBPETokenizer()
@@ -178,10 +180,12 @@ def train_tokenizers(
     source = as_source(source)
     for v in vocab_sizes:
         check_vocab_size(v)  # fail before any training, not after the first size
-    return {
+    # the largest first: a corpus too small for it fails before the smaller ones are written
+    dirs = {
         v: train_tokenizer(source, v, out_dir, force=force, sample_stories=sample_stories)
-        for v in vocab_sizes
+        for v in sorted(vocab_sizes, reverse=True)
     }
+    return {v: dirs[v] for v in vocab_sizes}
 
 
 def resolve_tokenizer_dir(path: str | Path) -> Path:

@@ -212,3 +212,77 @@ def test_run_with_a_relative_data_path_opens_from_another_folder(
     monkeypatch.chdir(tmp_path / "notebooks")
     train_stream, valid = run_streams(load_run(run))
     assert train_stream.n_stories > 0 and valid.n_stories > 0
+
+
+def test_overwritten_cache_contents_are_rebuilt_not_scored(tokenizers_dir, tmp_path, caplog):
+    """A token file of the right size whose ids lie past the vocabulary (overwritten with
+    0xFFFF) is rebuilt like a truncated one, never read as tokens."""
+    data = write_txt(tmp_path / "s.txt", [f"Ann had a red ball {i}." for i in range(40)])
+    src = load_corpus(str(data)).train
+    first = np.array(pretokenize(src, hf_dir(tokenizers_dir, 1024)).tokens)
+    (cache,) = [p for p in (hf_dir(tokenizers_dir, 1024) / "pretokenized").glob("*/tokens.u16")
+                if p.stat().st_mtime_ns >= os.stat(data).st_mtime_ns]  # fmt: skip
+    cache.write_bytes(b"\xff" * cache.stat().st_size)
+    again = pretokenize(src, hf_dir(tokenizers_dir, 1024))
+    assert np.array_equal(first, again.tokens)
+    assert "unreadable" in caplog.text
+
+
+def test_more_bad_values_fail_before_any_folder(tmp_path, tokenizers_dir, capsys):
+    """The second reliability audit's findings: each one line, exit 2, nothing created."""
+    tok = str(hf_dir(tokenizers_dir, 1024))
+    out = tmp_path / "o"
+    fit = ["fit-hmm", "--tokenizer", tok, "--states", "4", "--out-dir", str(out)]
+    cases = [
+        (fit + ["--device", "tpu"], "--device"),
+        (fit + ["--online", "--minibatch-stories", "0"], "--minibatch-stories"),
+        (["experiment", "ladder", "--blocked-states", "64", "--blocked-block-size", "0",
+          "--out-dir", str(out)], "--blocked-block-size"),
+        (["experiment", "starts", "--tokenizer", tok, "--states", "0", "--out-dir", str(out)],
+         "--states"),
+        (["experiment", "starts", "--tokenizer", tok, "--inits", "lvd", "--out-dir", str(out)],
+         "--run"),
+        (["analyze", "--top-n", "0", "--records-dir", str(out)], "--top-n"),
+        (["notebooks", "--smoke", "--only", "99_no_such", "--records-dir", str(out)],
+         "no notebook named 99_no_such"),
+        (["run", "--profile", "smoke", "--valid-fraction", "0", "--out-dir", str(out)],
+         "--valid-fraction"),
+    ]  # fmt: skip
+    for argv, named in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and named in err[-1], (argv, err[-1:])
+        assert "Traceback" not in "\n".join(err), argv
+        assert _nothing_in(out), argv
+
+
+def test_an_error_inside_a_progress_bar_starts_its_own_line(tmp_path, tokenizers_dir, capsys):
+    bad = tmp_path / "b.jsonl"
+    lines = [json.dumps({"text": f"story {i}"}) for i in range(30)]
+    lines.insert(3, '{"text": "broken')
+    bad.write_text("\n".join(lines) + "\n")
+    tok = str(hf_dir(tokenizers_dir, 1024))
+    argv = ["ngram", "--data", str(bad), "--tokenizer", tok, "--order", "2"]
+    assert main(argv + ["--out-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert [x for x in err if "error:" in x] == [x for x in err if x.startswith("error: ")]
+
+
+def test_a_reused_tokenizer_sweeps_a_killed_swaps_leftovers(tmp_path, corpus):
+    import subprocess
+    import sys
+
+    from hmm_lang.atomic import _host
+    from hmm_lang.tokenizer import custom_dir, train_tokenizers
+
+    train_tokenizers(corpus.train, [1024], tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = [
+        tmp_path / f".{d.name}.{_host()}-{dead.pid}.x.tmp"
+        for d in (hf_dir(tmp_path, 1024), custom_dir(tmp_path, 1024))
+    ]
+    for d in left:
+        (d / "old").mkdir(parents=True)  # what a SIGKILL during the folder swap leaves
+    train_tokenizers(corpus.train, [1024], tmp_path)  # reused, not retrained
+    assert not any(d.exists() for d in left)

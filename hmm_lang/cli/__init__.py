@@ -79,6 +79,7 @@ def cmd_run(args) -> None:
             max_stories=args.max_stories,
             seed=args.seed,
             tokenizers_dir=args.tokenizers_dir,
+            valid_fraction=args.valid_fraction,
         )
         print(format_plan(plan))
         return
@@ -93,6 +94,7 @@ def cmd_run(args) -> None:
         force=args.force,
         max_stories=args.max_stories,
         seed=args.seed,
+        valid_fraction=args.valid_fraction,
     )
     print((run_dir / "summary.md").read_text())
     print(f"run folder: {run_dir}")
@@ -181,22 +183,35 @@ def _extra_commands():
     return [*models.REGISTER, experiments.register]
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars an exception left open, so that the error line starts a line
+    of its own instead of continuing a bar's."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # our INFO lines only: other libraries' (torch's compile caches...) stay at WARNING
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("hmm_lang").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from hmm_lang.records import discard_incomplete
 
     try:
         args.func(args)
     except HmmLangError as e:
+        _close_progress_bars()
         _discarded(discard_incomplete())
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         removed = discard_incomplete()
         _discarded(removed)
         print(
@@ -207,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         if args.verbose:
             raise
+        _close_progress_bars()
         _discarded(discard_incomplete())
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2

@@ -79,6 +79,7 @@ def cmd_starts(args) -> None:
         tol=args.tol,
         patience=args.patience,
     )
+    cfg.validate()  # before the corpus is read
     run_dir, summary = run_starts(_corpus(args), args.tokenizer, cfg, args.out_dir)
     print((run_dir / "summary.md").read_text())
     print(f"run folder: {run_dir}")

@@ -222,6 +222,7 @@ def register_train(sub) -> None:
 
 
 def cmd_analyze(args) -> None:
+    from hmm_lang.errors import HmmLangError
     from hmm_lang.plots.run_figures import (
         circuit_figures,
         patterns_figure,
@@ -231,6 +232,10 @@ def cmd_analyze(args) -> None:
     )
     from hmm_lang.runs import find_run, load_run, run_streams, token_counts
 
+    sizes = ("k", "top_n", "max_tokens", "pca_tokens")
+    bad = [f"--{n.replace('_', '-')}" for n in sizes if getattr(args, n) < 1]
+    if bad:
+        raise HmmLangError(f"{', '.join(bad)} must be at least 1")
     run = load_run(find_run(args.run, args.records_dir))
     train, valid = run_streams(run)
     counts = token_counts(train, len(run.tokenizer))

@@ -83,6 +83,10 @@ def validate_ladder(cfg: LadderConfig) -> None:
         raise HmmLangError("--max-train-stories must be at least 2 (one goes to dev)")
     if cfg.max_iters < 1 or cfg.patience < 1 or not cfg.tol >= 0:
         raise HmmLangError("--max-iters and --patience must be >= 1, --tol >= 0")
+    if cfg.blocked_block_size is not None and cfg.blocked_block_size < 1:
+        raise HmmLangError(f"--blocked-block-size must be at least 1, got {cfg.blocked_block_size}")
+    if cfg.blocked_clusters < 1:
+        raise HmmLangError(f"--blocked-clusters must be at least 1, got {cfg.blocked_clusters}")
     for k in cfg.blocked_states:
         if cfg.blocked_block_size:
             m = k // cfg.blocked_block_size

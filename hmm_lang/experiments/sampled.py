@@ -37,7 +37,9 @@ def sample_stream(
     reaches ``max_len`` tokens first is cut there and given an ``eos_id``); returns the stream
     and the number of stories cut."""
     if n_stories < 2 or max_len < 2:
-        raise HmmLangError("sample at least 2 stories of at least 2 tokens")
+        raise HmmLangError(
+            f"--stories and --max-len must be at least 2 (got {n_stories} and {max_len})"
+        )
     if hmm.vocab_size != len(tokenizer):
         raise HmmLangError(
             f"the HMM's vocab size is {hmm.vocab_size} but the tokenizer's is {len(tokenizer)}; "

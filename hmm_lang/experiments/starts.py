@@ -16,6 +16,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
 from hmm_lang.pretokenize import TokenStream
 
@@ -40,6 +41,22 @@ class StartsConfig:
     patience: int = 3
     seed: int = 0
     max_train_stories: int | None = None
+
+    def validate(self) -> StartsConfig:
+        """One-line errors before any work (the CLI calls this before making a folder)."""
+        from hmm_lang.hmm.fit import INITS
+
+        if not self.states or min(self.states) < 1:
+            raise HmmLangError("--states must list values of at least 1")
+        if not self.inits or any(i not in INITS for i in self.inits):
+            raise HmmLangError(f"--inits must be among {', '.join(INITS)}")
+        if set(self.inits) == {"lvd"} and self.run is None:
+            raise HmmLangError("--inits lvd needs --run RUN_DIR, a trained transformer run")
+        if self.max_iters < 1 or self.patience < 1 or not self.tol >= 0:
+            raise HmmLangError("--max-iters and --patience must be >= 1, --tol >= 0")
+        if self.max_train_stories is not None and self.max_train_stories < 2:
+            raise HmmLangError("--max-train-stories must be at least 2 (one goes to dev)")
+        return self
 
 
 def start_curves(train: TokenStream, cfg: StartsConfig) -> tuple[list[dict], list[dict]]:
@@ -127,6 +144,7 @@ def run_starts(corpus, tokenizer_dir, cfg: StartsConfig, out_dir) -> tuple[Path,
     from hmm_lang.records import mark_complete, new_run_dir, write_environment
     from hmm_lang.stats import write_csv
 
+    cfg.validate()
     if "lvd" in cfg.inits and cfg.run is not None:
         from hmm_lang.runs import check_run_split
 

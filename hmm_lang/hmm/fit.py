@@ -109,7 +109,23 @@ class HMMFitConfig:
             raise HmmLangError(f"--dev-fraction must be in (0, 1), got {self.dev_fraction}")
         if self.max_train_stories is not None and self.max_train_stories < 2:
             raise HmmLangError("--max-train-stories must be at least 2 (one goes to dev)")
+        if self.minibatch_stories < 1:
+            raise HmmLangError(
+                f"--minibatch-stories must be at least 1, got {self.minibatch_stories}"
+            )
+        self._validate_device()
         return self
+
+    def _validate_device(self) -> None:
+        import torch
+
+        d = self.device
+        if d not in ("cpu", "cuda", "mps") and not d.startswith("cuda:"):
+            raise HmmLangError(f"unknown --device {d!r}; choose cpu, cuda, cuda:N or mps")
+        if d.startswith("cuda") and not torch.cuda.is_available():
+            raise HmmLangError("--device is cuda but no CUDA device is available; use cpu")
+        if d == "mps" and not torch.backends.mps.is_available():
+            raise HmmLangError("--device is mps but MPS is not available; use cpu")
 
     def _validate_blocked(self) -> None:
         from hmm_lang.hmm.clusters import CLUSTERINGS

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from hmm_lang.atomic import atomic_path, write_json, write_yaml
+from hmm_lang.atomic import atomic_dir, atomic_path, write_json, write_yaml
 from hmm_lang.config import RunConfig, load_config
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.distributed import init_from_env, rank_and_world
@@ -237,12 +237,18 @@ def train(
         check_resume(run_dir, digests, cfg, latest_checkpoint(run_dir))
     if resume is None and rank == 0:
         run_dir = new_run_dir(out_dir)
-        write_yaml(run_dir / "config.yaml", cfg.to_dict())  # before step 1
+        # the tokenizer first and whole, config.yaml last: a folder with config.yaml can be
+        # resumed (a kill between them left one that could not)
+        with atomic_dir(run_dir / "tokenizer") as tmp:
+            shutil.copytree(
+                tokenizer_dir,
+                tmp,
+                ignore=shutil.ignore_patterns("pretokenized"),
+                dirs_exist_ok=True,
+            )
         write_json(run_dir / "inputs.json", digests)
-        shutil.copytree(
-            tokenizer_dir, run_dir / "tokenizer", ignore=shutil.ignore_patterns("pretokenized")
-        )
         write_environment(run_dir)
+        write_yaml(run_dir / "config.yaml", cfg.to_dict())  # before step 1
     if world > 1:
         holder = [str(run_dir) if rank == 0 else None]
         dist.broadcast_object_list(holder, src=0)
