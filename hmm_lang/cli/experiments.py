@@ -34,7 +34,7 @@ def cmd_ladder(args) -> None:
 
 def cmd_beliefs(args) -> None:
     from hmm_lang.errors import HmmLangError
-    from hmm_lang.experiments.beliefs import SMOKE, belief_hmm, check_probe_memory, run_beliefs
+    from hmm_lang.experiments.beliefs import SMOKE, belief_hmm, run_beliefs
     from hmm_lang.runs import find_run
 
     sizes = dict(
@@ -49,8 +49,6 @@ def cmd_beliefs(args) -> None:
             "--tokens, --states, --iters, --top-tokens must be >= 1, --k-folds >= 3, --n-boot >= 10"
         )
     hmm, info = belief_hmm(args.hmm) if args.hmm else (None, None)
-    if hmm is not None:
-        check_probe_memory(hmm.n_states, sizes["n_tokens"])
     run = find_run(args.run, args.out_dir)
     out, rows, kl, _ = run_beliefs(run, hmm, args.out_dir, **sizes, hmm_info=info)
     print((out / "beliefs.md").read_text())

@@ -176,12 +176,13 @@ def belief_hmm(path) -> tuple[CategoricalHMM, dict]:
 
 
 def check_probe_memory(n_states: int, n_tokens: int) -> None:
-    """The belief probes hold about eight (positions x K) float arrays at once (targets, their
-    within-token shuffles, float64 predictions and residuals)."""
+    """The probes hold targets of (positions x K) floats, their within-token shuffles, float64
+    predictions and residuals, and every layer's features: about 8 bytes x positions x
+    (8 K + 4000), 18.7 GB at K=1024 and 192k positions, where the measured peak RSS was 16.5 GB."""
     from hmm_lang.memory import check_memory
 
     check_memory(
-        8.0 * n_tokens * n_states * 6,
+        8.0 * n_tokens * (8 * n_states + 4000),
         f"belief probes of a {n_states}-state HMM at {n_tokens:,} positions",
         "lower --tokens",
     )
@@ -251,8 +252,7 @@ def run_beliefs(
             "--states, --iters, --tokens and --top-tokens must be >= 1, --k-folds >= 3, "
             "--n-boot >= 10"
         )
-    if hmm is not None:
-        check_probe_memory(hmm.n_states, n_tokens)
+    check_probe_memory(states if hmm is None else hmm.n_states, n_tokens)
     run = load_run(run_path)
     train, valid = run_streams(run)
     out = new_run_dir(out_dir, "beliefs")
