@@ -17,7 +17,8 @@ def hmm_kind(path: str | Path) -> str:
     if not path.is_file():
         raise HmmLangError(f"no HMM file at {path}; give the model.pt (or hmm.pt) of a fit")
     try:
-        d = torch.load(path, map_location="cpu", weights_only=True)
+        # memory-mapped: only the kind is read here, the model's own load reads the tensors
+        d = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:
         raise HmmLangError(f"cannot read HMM file {path} ({type(e).__name__}); refit it") from None
     kind = d.get("kind") if isinstance(d, dict) else None
