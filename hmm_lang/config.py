@@ -27,6 +27,21 @@ ACT_FNS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "relu2"
 NORMALIZATIONS = ("LN", "LNPre", "RMS", "RMSPre", "None")
 
 
+def check_device(device: str, what: str, auto: bool = False) -> None:
+    """One-line errors for an unknown device name or one this machine does not have."""
+    names = ("auto", "cpu", "cuda", "mps") if auto else ("cpu", "cuda", "mps")
+    if device not in names and not device.startswith("cuda:"):
+        raise HmmLangError(f"unknown {what} {device!r}; choose {', '.join(names)} or cuda:N")
+    fallback = "auto or cpu" if auto else "cpu"
+    if device.startswith("cuda") or device == "mps":
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise HmmLangError(f"{what} is cuda but no CUDA device is available; use {fallback}")
+        if device == "mps" and not torch.backends.mps.is_available():
+            raise HmmLangError(f"{what} is mps but MPS is not available; use {fallback}")
+
+
 @dataclass
 class ModelConfig:
     """Architecture of the TransformerLens-native transformer."""
@@ -125,15 +140,7 @@ class RunConfig:
             raise HmmLangError("train.max_tokens must be at least train.batch_tokens")
         if t.eval_stories is not None and t.eval_stories < 1:
             raise HmmLangError("train.eval_stories must be at least 1 (or null for all)")
-        if t.device not in ("auto", "cpu", "cuda", "mps") and not t.device.startswith("cuda:"):
-            raise HmmLangError(f"unknown train.device {t.device!r}; choose auto, cpu, cuda, mps")
-        if t.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise HmmLangError(
-                    "train.device is cuda but no CUDA device is available; use auto or cpu"
-                )
+        check_device(t.device, "train.device", auto=True)
         if not 0.0 < d.valid_fraction < 1.0:
             raise HmmLangError(f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")
         if d.max_stories is not None and d.max_stories < 2:

@@ -33,7 +33,9 @@ def load_hmm(path: str | Path):
     from hmm_lang.hmm.cloned import ClonedHMM
     from hmm_lang.hmm.model import CategoricalHMM
 
-    cls = {"categorical_hmm": CategoricalHMM, "cloned_hmm": ClonedHMM}.get(
-        hmm_kind(path), BlockedHMM
-    )
-    return cls.load(path)
+    classes = {
+        "categorical_hmm": CategoricalHMM,
+        "cloned_hmm": ClonedHMM,
+        "blocked_hmm": BlockedHMM,
+    }
+    return classes[hmm_kind(path)].load(path)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hmm_lang.config import check_device
 from hmm_lang.devsplit import DEV_FRACTION, dev_mask
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.batching import check_sequences, pack_lanes
@@ -113,19 +114,8 @@ class HMMFitConfig:
             raise HmmLangError(
                 f"--minibatch-stories must be at least 1, got {self.minibatch_stories}"
             )
-        self._validate_device()
+        check_device(self.device, "--device")
         return self
-
-    def _validate_device(self) -> None:
-        import torch
-
-        d = self.device
-        if d not in ("cpu", "cuda", "mps") and not d.startswith("cuda:"):
-            raise HmmLangError(f"unknown --device {d!r}; choose cpu, cuda, cuda:N or mps")
-        if d.startswith("cuda") and not torch.cuda.is_available():
-            raise HmmLangError("--device is cuda but no CUDA device is available; use cpu")
-        if d == "mps" and not torch.backends.mps.is_available():
-            raise HmmLangError("--device is mps but MPS is not available; use cpu")
 
     def _validate_blocked(self) -> None:
         from hmm_lang.hmm.clusters import CLUSTERINGS

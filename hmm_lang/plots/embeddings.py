@@ -38,8 +38,8 @@ def _heatmap(sim, labels, **kw) -> go.Heatmap:
 
 
 # cells per side drawn: a 4096 x 4096 heatmap is ~100 MB of HTML; 512 per side made each
-# similarity figure 1.5 MB and the cpu profile's report.html about 16 MB; 384 keeps a few
-# hundred rows for the overview at 0.6 MB per figure
+# similarity figure 1.5 MB of data, 384 (a few hundred rows for the overview) 0.8 MB
+# (docs/results/figures_4096.md)
 MAX_SIDE = 384
 
 
