@@ -1,6 +1,7 @@
 """Size and draw time of a run's figures at its vocabulary size (V=4096 for cpu_small).
 
     python benchmarks/bench_figures.py [--run records/<time>]
+    python benchmarks/bench_figures.py --html <run>/report.html   # one page: size, draw time
 
 Builds the figures `hmm-lang analyze` writes (embedding and unembedding similarity with their
 coarse-graining, one head's weights and circuits, attention patterns, residual PCA over 20k
@@ -21,8 +22,10 @@ from pathlib import Path
 
 PROBE = """<script>
 (function wait() {
-  var n = document.querySelectorAll('.plotly-graph-div').length;
-  var drawn = document.querySelectorAll('.plotly-graph-div .main-svg').length;
+  // plotly.py pages hold .plotly-graph-div; report.html holds div.figure
+  var divs = document.querySelectorAll('.plotly-graph-div, div.figure');
+  var n = divs.length, drawn = 0;
+  divs.forEach(function (d) { if (d.querySelector('.main-svg')) { drawn += 1; } });
   if (n > 0 && drawn >= n) { document.title = 'drawn ' + performance.now().toFixed(0); }
   else { setTimeout(wait, 20); }
 })();
@@ -56,8 +59,20 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None)
+    ap.add_argument("--html", default=None, help="time this page instead (e.g. report.html)")
     args = ap.parse_args()
     browser = shutil.which("chromium") or shutil.which("google-chrome")
+    if args.html:
+        page = Path(args.html)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / page.name
+            shutil.copy(page, copy)
+            ms = draw_ms(copy, browser, Path(tmp) / "profile") if browser else None
+            figs = page.read_text(encoding="utf-8").count('class="figure"')
+        draw = "-" if ms is None else f"{ms / 1000:.2f}"
+        print("| page | HTML MB | figures | draw s |\n|---|---|---|---|")
+        print(f"| {page} | {page.stat().st_size / 1e6:.2f} | {figs} | {draw} |")
+        return
     run = load_run(find_run(args.run))
     train, valid = run_streams(run)
     counts = token_counts(train, len(run.tokenizer))

@@ -153,7 +153,7 @@ def half_written(d: Path, before: set[str], interrupted: bool = False) -> list[s
             bad.append(f"half token stream {rel}")
         elif new and ((p / "config.yaml").exists() or (p / "run.yaml").exists()) and not (p / ".incomplete").exists() and not any((p / f).exists() for f in done):  # fmt: skip
             bad.append(f"unmarked unfinished run {rel}")
-        elif interrupted and new and (p / ".incomplete").exists() and not (any(p.glob("checkpoints/*.pt")) or any(p.glob("stages/*.json")) or (p / "ladder.csv").exists()):  # fmt: skip
+        elif interrupted and new and (p / ".incomplete").exists() and not (any(p.glob("checkpoints/*.pt")) or any(p.glob("stages/*.json")) or (p / "ladder.csv").exists() or any(p.glob("fits/*.npz"))):  # fmt: skip
             bad.append(f"unfinished run left {rel}")
     return bad
 

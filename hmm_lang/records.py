@@ -57,7 +57,7 @@ def discard_incomplete() -> list[Path]:
             continue
         if any(path.glob("checkpoints/*.pt")) or any(path.glob("stages/*.json")):
             continue
-        if (path / "ladder.csv").exists():  # the finished models of an interrupted ladder
+        if (path / "ladder.csv").exists() or any(path.glob("fits/*.npz")):  # a ladder's fits
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)

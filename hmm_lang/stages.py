@@ -7,6 +7,7 @@ saved as HTML plus a JSON copy that the final report embeds.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from hmm_lang.pipeline import RunState, run_stage
@@ -212,7 +213,11 @@ def stage_ladder(state: RunState) -> None:
     cfg = ladder_config(p, [state.transformer_run])
 
     def fn(stage_dir: Path) -> dict:
-        rows = ladder_rows(state.corpus, state.tokenizers_dir, cfg)
+        # finished HMM fits are kept in fits/: a killed run resumes its ladder mid-way
+        fits = stage_dir / "fits"
+        if state.force:
+            shutil.rmtree(fits, ignore_errors=True)
+        rows = ladder_rows(state.corpus, state.tokenizers_dir, cfg, fits_dir=fits)
         write_csv(stage_dir / "ladder.csv", rows)
         write_text(stage_dir / "ladder.md", markdown_table(rows))
         figs = {"ladder": ladder_figure(rows), "ladder_seconds": seconds_figure(rows)}

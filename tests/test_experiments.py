@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -267,13 +268,13 @@ def test_an_interrupted_ladder_keeps_its_finished_rows(
 ):
     import csv
 
-    from hmm_lang.experiments import ladder as ladder_mod
+    from hmm_lang.experiments import fit_cache
     from hmm_lang.records import discard_incomplete
 
     def killed(*a, **k):
         raise KeyboardInterrupt  # Ctrl-C during the first HMM fit
 
-    monkeypatch.setattr(ladder_mod, "fit_hmm", killed)
+    monkeypatch.setattr(fit_cache, "fit_hmm", killed)
     cfg = LadderConfig(vocab_sizes=(1024,), ngram_orders=(1, 2, 3), hmm_states=(4,), n_boot=50)
     with pytest.raises(KeyboardInterrupt):
         run_ladder(corpus, tokenizers_dir, cfg, tmp_path)
@@ -284,3 +285,82 @@ def test_an_interrupted_ladder_keeps_its_finished_rows(
     assert [r["model"] for r in rows] == ["unigram", "KN 2-gram", "KN 3-gram"]
     assert all(float(r["bpb_lo"]) <= float(r["bits_per_byte"]) <= float(r["bpb_hi"]) for r in rows)
     assert (run_dir / ".incomplete").exists() and "KN 3-gram" in (run_dir / "ladder.md").read_text()
+
+
+def test_a_stopped_ladder_resumes_from_its_saved_fits(
+    tmp_path, corpus, tokenizers_dir, monkeypatch
+):
+    from hmm_lang.errors import HmmLangError
+    from hmm_lang.experiments import fit_cache
+    from hmm_lang.records import discard_incomplete, is_complete
+
+    real, calls = fit_cache.fit_hmm, []
+
+    def second_fit_killed(train, valid, cfg):
+        calls.append(cfg)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the cloned fit, after the dense one ended
+        return real(train, valid, cfg)
+
+    monkeypatch.setattr(fit_cache, "fit_hmm", second_fit_killed)
+    cfg = LadderConfig(
+        vocab_sizes=(1024,),
+        ngram_orders=(1, 2),
+        hmm_states=(4,),
+        seeds=(0,),
+        cloned_clones=(2,),
+        max_iters=2,
+        max_train_stories=150,
+        n_boot=50,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_ladder(corpus, tokenizers_dir, cfg, tmp_path / "a")
+    discard_incomplete()
+    (run_dir,) = (tmp_path / "a").iterdir()
+    assert len(list((run_dir / "fits").glob("*.npz"))) == 1  # the dense fit, saved as it ended
+
+    calls.clear()
+    monkeypatch.setattr(fit_cache, "fit_hmm", lambda t, v, c: calls.append(c) or real(t, v, c))
+    out, rows = run_ladder(corpus, tokenizers_dir, cfg, tmp_path / "unused", resume=run_dir)
+    assert out == run_dir and is_complete(run_dir) and not (tmp_path / "unused").exists()
+    assert len(calls) == 1 and calls[0].cloned  # only the unfinished fit ran
+    assert len(list((run_dir / "fits").glob("*.npz"))) == 2
+
+    # a reused fit gives the row a fresh ladder gives (fits are deterministic)
+    _, fresh = run_ladder(corpus, tokenizers_dir, cfg, tmp_path / "fresh")
+    assert [r["model"] for r in rows] == [r["model"] for r in fresh]
+    for a, b in zip(rows, fresh, strict=True):
+        assert a["bits_per_byte"] == pytest.approx(b["bits_per_byte"], rel=1e-9)
+        assert a["bpb_lo"] == pytest.approx(b["bpb_lo"], rel=1e-9)
+        assert a.get("iterations") == b.get("iterations")
+
+    # a damaged saved fit is fitted again, not a crash
+    calls.clear()
+    sorted((run_dir / "fits").glob("*.npz"))[0].write_bytes(b"PK\x03\x04 cut")
+    run_ladder(corpus, tokenizers_dir, cfg, tmp_path, resume=run_dir)
+    assert len(calls) == 1
+
+    # a changed setting is a new fit, never the stale one
+    calls.clear()
+    run_ladder(corpus, tokenizers_dir, replace(cfg, max_iters=3), tmp_path, resume=run_dir)
+    assert len(calls) == 2 and all(c.max_iters == 3 for c in calls)
+
+    with pytest.raises(HmmLangError, match="not a ladder folder"):
+        run_ladder(corpus, tokenizers_dir, cfg, tmp_path, resume=tmp_path / "a")
+
+
+def test_fit_keys_follow_data_and_settings(corpus, tokenizers_dir):
+    from hmm_lang.experiments.fit_cache import fit_key
+    from hmm_lang.hmm.fit import HMMFitConfig
+    from hmm_lang.pretokenize import pretokenize
+
+    tok = hf_dir(tokenizers_dir, 1024)
+    train, valid = pretokenize(corpus.train, tok), pretokenize(corpus.valid, tok)
+    cfg = HMMFitConfig(states=8)
+    key = fit_key(train, valid, cfg)
+    assert key == fit_key(train, valid, HMMFitConfig(states=8))
+    assert key != fit_key(train, valid, replace(cfg, seed=1))
+    assert key != fit_key(train, valid, replace(cfg, tol=1e-3))
+    assert key != fit_key(train, valid.select(np.arange(valid.n_stories - 1)), cfg)
+    other = pretokenize(corpus.train, hf_dir(tokenizers_dir, 2048))
+    assert key != fit_key(other, valid, cfg)  # another tokenizer, same text

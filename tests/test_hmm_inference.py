@@ -67,8 +67,18 @@ def best_path_brute(hmm, x):
     return list(best)
 
 
+@pytest.fixture(params=[1, 4, 7, 4096], ids=lambda r: f"count_rows{r}")
+def count_rows(request, monkeypatch):
+    """Counts added every step, every few steps (chunks end mid-sequence, the last one
+    partial) and once per batch: all must give the same statistics."""
+    from hmm_lang.hmm import inference
+
+    monkeypatch.setattr(inference, "COUNT_ROWS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("k, t, seed", [(1, 4, 0), (2, 5, 1), (3, 6, 2), (3, 1, 3)])
-def test_forward_backward_equal_enumeration(k, t, seed):
+def test_forward_backward_equal_enumeration(k, t, seed, count_rows):
     hmm = random_hmm(k, 4, seed=seed, dtype=torch.float64)
     x = np.random.default_rng(seed).integers(0, 4, size=t)
     logp, gamma, xi = brute_force(hmm, x)
@@ -86,7 +96,7 @@ def test_forward_backward_equal_enumeration(k, t, seed):
     assert viterbi(hmm, x)[0].tolist() == best_path_brute(hmm, x)
 
 
-def test_lanes_and_padding_equal_one_sequence_at_a_time():
+def test_lanes_and_padding_equal_one_sequence_at_a_time(count_rows):
     hmm = random_hmm(5, 7, seed=3, dtype=torch.float64)
     rng = np.random.default_rng(0)
     seqs = [rng.integers(0, 7, size=n) for n in rng.integers(1, 40, size=30)]

@@ -27,7 +27,13 @@ def cmd_ladder(args) -> None:
         max_train_stories=args.max_train_stories,
         transformer_runs=list(args.runs),
     )
-    run_dir, rows = run_ladder(_corpus(args), args.tokenizers_dir, cfg, args.out_dir)
+    if args.resume is not None:  # before any work: a wrong folder is one error line
+        from hmm_lang.experiments.ladder import check_resume
+
+        check_resume(args.resume)
+    run_dir, rows = run_ladder(
+        _corpus(args), args.tokenizers_dir, cfg, args.out_dir, resume=args.resume
+    )
     print(markdown_table(rows))
     print(f"run folder: {run_dir}")
 
@@ -132,6 +138,12 @@ def register(sub) -> None:
     q.add_argument("--runs", nargs="*", default=[], help="trained transformer run folders")
     q.add_argument("--tokenizers-dir", default="tokenizers")
     q.add_argument("--out-dir", default="records")
+    q.add_argument(
+        "--resume",
+        default=None,
+        metavar="LADDER_DIR",
+        help="continue in this earlier ladder folder: its finished HMM fits are reused",
+    )
     q.set_defaults(func=cmd_ladder)
     q = exp.add_parser("starts", help="EM curves of each HMM start on the dev split")
     _add_data_args(q)

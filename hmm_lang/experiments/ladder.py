@@ -29,16 +29,15 @@ import numpy as np
 
 from hmm_lang.corpus import Corpus
 from hmm_lang.errors import HmmLangError
-from hmm_lang.experiments.intervals import bootstrap, paired_difference, resamples
-from hmm_lang.hmm.fit import HMMFitConfig, fit_hmm
+from hmm_lang.experiments.fit_cache import FitCache, FitRecord
+from hmm_lang.experiments.ladder_table import markdown_table, summarise
+from hmm_lang.hmm.fit import HMMFitConfig
 from hmm_lang.ngram import KneserNeyModel, UnigramModel
 from hmm_lang.pretokenize import TokenStream, pretokenize
 from hmm_lang.runs import check_run_split
 from hmm_lang.tokenizer import BOS, hf_dir, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-REFERENCE = "KN 5-gram"  # paired differences are taken against this model
 
 
 @dataclass
@@ -137,7 +136,11 @@ def ngram_entries(train, valid, orders, bos: int, v: int) -> Iterator[Entry]:
         yield Entry(family, name, v, model.n_parameters, [nats], time.perf_counter() - t0)
 
 
-def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> Iterator[Entry]:
+def hmm_entries(
+    train, valid, cfg: LadderConfig, v: int, cache: FitCache | None = None
+) -> Iterator[Entry]:
+    """Dense, cloned and blocked HMMs, lazily; fits found in ``cache`` are read back."""
+    fit = (cache or FitCache(None)).fit
     common = dict(
         max_iters=cfg.max_iters,
         tol=cfg.tol,
@@ -148,7 +151,7 @@ def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> Iterator[Entry]:
     for k in cfg.hmm_states:
         seeds = cfg.seeds if k <= cfg.multi_seed_max_states else cfg.seeds[:1]
         fits = [
-            fit_hmm(
+            fit(
                 train,
                 valid,
                 HMMFitConfig(states=k, init=cfg.hmm_init, seed=s, device=cfg.hmm_device, **common),
@@ -158,14 +161,14 @@ def hmm_entries(train, valid, cfg: LadderConfig, v: int) -> Iterator[Entry]:
         yield _fit_entry("dense HMM", f"HMM K={k}", v, k, fits, list(seeds))
     for c in cfg.cloned_clones:
         hc = HMMFitConfig(cloned=True, clones=c, allocation=cfg.cloned_allocation, **common)
-        res = fit_hmm(train, valid, hc)
-        n = res.model.n_states
+        res = fit(train, valid, hc)
+        n = res.n_states
         yield _fit_entry("cloned HMM", f"cloned HMM {n} states", v, n, [res], [0])
     extra = _blocked_settings(cfg.blocked_config)
     for k in cfg.blocked_states:
         m = k // cfg.blocked_block_size if cfg.blocked_block_size else min(cfg.blocked_clusters, k)
         hb = HMMFitConfig(**(common | extra | {"blocked": True, "states": k, "clusters": m}))
-        res = fit_hmm(train, valid, hb)
+        res = fit(train, valid, hb)
         name = f"blocked HMM {k} states ({m} clusters, {res.choices.get('train', 'em')})"
         yield _fit_entry("blocked HMM", name, v, k, [res], [0])
 
@@ -180,12 +183,13 @@ def _blocked_settings(path: str | None) -> dict:
     return {k: v for k, v in d.items() if k not in ("states", "clusters", "blocked", "cloned")}
 
 
-def _fit_entry(family, name, v, states, fits, seeds) -> Entry:
+def _fit_entry(family, name, v, states, fits: list[FitRecord], seeds) -> Entry:
     curves = []
     for seed, f in zip(seeds, fits, strict=True):
         log.info(
-            "V=%d %s: %.4f bits/byte (%s)", v, name, f.valid_score.bits_per_byte, f.stop_reason
-        )
+            "V=%d %s: %.4f bits/byte (%s%s)",
+            v, name, f.valid_bits_per_byte, f.stop_reason, ", saved fit" if f.reused else "",
+        )  # fmt: skip
         keys = ("iteration", "train_nats_per_token", "dev_nats_per_token", "seconds")
         for h in f.history:
             curves.append(
@@ -195,7 +199,7 @@ def _fit_entry(family, name, v, states, fits, seeds) -> Entry:
         family,
         name,
         v,
-        fits[0].model.n_parameters,
+        fits[0].n_parameters,
         [f.valid_story_nats for f in fits],
         float(np.mean([f.seconds for f in fits])),
         states,
@@ -203,8 +207,8 @@ def _fit_entry(family, name, v, states, fits, seeds) -> Entry:
             "seeds": seeds,
             "iterations": [f.iterations for f in fits],
             "stop_reason": [f.stop_reason for f in fits],
-            "dev_bits_per_byte": [round(f.dev_score.bits_per_byte, 5) for f in fits],
-            "seed_bits_per_byte": [round(f.valid_score.bits_per_byte, 5) for f in fits],
+            "dev_bits_per_byte": [round(f.dev_bits_per_byte, 5) for f in fits],
+            "seed_bits_per_byte": [round(f.valid_bits_per_byte, 5) for f in fits],
             "choices": fits[0].choices,
         },
         curves=curves,
@@ -249,51 +253,21 @@ def _training_seconds(run) -> float | None:
     return float(sum(tokens / m["tokens_per_s"] for m in rec))
 
 
-def summarise(entries: list[Entry], valid: TokenStream, n_boot: int, seed: int = 0) -> list[dict]:
-    """Rows with story-bootstrap intervals and paired differences to the KN 5-gram."""
-    story_bytes = valid.story_bytes.astype(np.float64) + 1  # + the </s> byte
-    w = resamples(valid.n_stories, n_boot, seed)
-    ref = next((e for e in entries if e.model == REFERENCE), None)
-    rows = []
-    for e in entries:
-        bpb = bootstrap(e.nats, story_bytes, w)
-        row = {
-            "vocab_size": e.vocab_size,
-            "family": e.family,
-            "model": e.model,
-            "states": e.states,
-            "n_parameters": int(e.n_parameters),
-            "bits_per_byte": bpb.value,
-            "bpb_lo": bpb.lo,
-            "bpb_hi": bpb.hi,
-            "n_seeds": len(e.story_nats),
-            "seed_sd": float(
-                np.std([s.sum() for s in e.story_nats], ddof=1) / story_bytes.sum() / np.log(2)
-            )
-            if len(e.story_nats) > 1
-            else None,
-            "bits_per_token": float(e.nats.sum() / (e.n_tokens or valid.n_tokens) / np.log(2)),
-            "seconds": round(e.seconds, 2),
-        }
-        if ref is not None:
-            d = paired_difference(e.nats, ref.nats, story_bytes, w)
-            row |= {"diff_kn5": d.value, "diff_lo": d.lo, "diff_hi": d.hi}
-        row |= {k: v for k, v in e.extra.items()}
-        rows.append(row)
-    return rows
-
-
 def ladder_rows(
     corpus: Corpus,
     tokenizers_dir: str | Path,
     cfg: LadderConfig,
     curves: list | None = None,
     on_entry: Callable[[list[dict]], None] | None = None,
+    fits_dir: str | Path | None = None,
 ) -> list[dict]:
     """Fit and score every model of the ladder; one row per model (see :func:`summarise`).
     EM curves of every HMM fit are appended to ``curves`` if given. ``on_entry`` gets the rows
     so far after each model (n-grams first, so the KN5 differences are there from the first
-    HMM on); the bootstrap draws depend only on the seed, so those rows are final."""
+    HMM on); the bootstrap draws depend only on the seed, so those rows are final. HMM fits
+    are saved in ``fits_dir`` as they end and read back from it when the same fit is asked
+    again (:mod:`hmm_lang.experiments.fit_cache`): a stopped ladder resumes."""
+    cache = FitCache(fits_dir)
     rows: list[dict] = []
     transformers = transformer_entries(corpus, cfg.transformer_runs) if cfg.transformer_runs else []
     for t in transformers:
@@ -310,7 +284,7 @@ def ladder_rows(
         # lazy: each model is fitted when the loop reaches it
         for e in itertools.chain(
             ngram_entries(train, valid, cfg.ngram_orders, bos, v),
-            hmm_entries(train, valid, cfg, v),
+            hmm_entries(train, valid, cfg, v, cache),
             (t for t in transformers if t.vocab_size == v),
         ):
             entries.append(e)
@@ -322,42 +296,43 @@ def ladder_rows(
     return rows
 
 
-def markdown_table(rows: list[dict]) -> str:
-    lines = [
-        "| vocab | family | model | parameters | bits/byte [95% CI] | minus KN5 [95% CI] "
-        "| seeds | iterations | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in sorted(rows, key=lambda r: (r["vocab_size"], -r["bits_per_byte"])):
-        diff = (
-            f"{r['diff_kn5']:+.4f} [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}]"
-            if r.get("diff_kn5") is not None
-            else "-"
+def check_resume(folder: str | Path) -> Path:
+    """A ladder folder to resume, or a one-line error."""
+    folder = Path(folder)
+    cfg = folder / "config.yaml"
+    if not cfg.is_file() or "ladder:" not in cfg.read_text():
+        raise HmmLangError(
+            f"--resume {folder}: not a ladder folder (no config.yaml with a ladder section); "
+            "give a folder written by 'hmm-lang experiment ladder'"
         )
-        its = r.get("iterations")
-        lines.append(
-            f"| {r['vocab_size']} | {r['family']} | {r['model']} | {r['n_parameters']:,} | "
-            f"{r['bits_per_byte']:.4f} [{r['bpb_lo']:.4f}, {r['bpb_hi']:.4f}] | {diff} | "
-            f"{r['n_seeds']} | {'/'.join(map(str, its)) if its else '-'} | {r['seconds']} |"
-        )
-    return "\n".join(lines) + "\n"
+    return folder
 
 
 def run_ladder(
-    corpus: Corpus, tokenizers_dir, cfg: LadderConfig, out_dir
+    corpus: Corpus,
+    tokenizers_dir,
+    cfg: LadderConfig,
+    out_dir,
+    resume: str | Path | None = None,
 ) -> tuple[Path, list[dict]]:
-    """Train tokenizers if needed, run the ladder, write ``<out_dir>/<time>_ladder/``."""
+    """Train tokenizers if needed, run the ladder, write ``<out_dir>/<time>_ladder/``; with
+    ``resume``, work in that earlier ladder folder instead, reusing its finished HMM fits
+    (its tables are rewritten for ``cfg``)."""
     from hmm_lang.atomic import write_text, write_yaml
     from hmm_lang.plots.export import save_figure
     from hmm_lang.plots.ladder import curves_figure, ladder_figure, seconds_figure
-    from hmm_lang.records import mark_complete, new_run_dir, write_environment
+    from hmm_lang.records import INCOMPLETE, mark_complete, new_run_dir, write_environment
     from hmm_lang.stats import write_csv
     from hmm_lang.tokenizer import train_tokenizers
 
     validate_ladder(cfg)
     for run in cfg.transformer_runs:  # refuse a mismatched run before any work
         check_run_split(run, corpus)
-    run_dir = new_run_dir(out_dir, "ladder")
+    if resume is not None:
+        run_dir = check_resume(resume)
+        (run_dir / INCOMPLETE).touch()  # until the tables are rewritten
+    else:
+        run_dir = new_run_dir(out_dir, "ladder")
     write_yaml(run_dir / "config.yaml", {"corpus": corpus.describe(), "ladder": asdict(cfg)})
     write_environment(run_dir)
     train_tokenizers(corpus.train, cfg.vocab_sizes, tokenizers_dir)
@@ -369,7 +344,9 @@ def run_ladder(
         write_csv(run_dir / "curves.csv", curves)
         write_text(run_dir / "ladder.md", markdown_table(rows))
 
-    rows = ladder_rows(corpus, tokenizers_dir, cfg, curves, on_entry=write_tables)
+    rows = ladder_rows(
+        corpus, tokenizers_dir, cfg, curves, on_entry=write_tables, fits_dir=run_dir / "fits"
+    )
     write_tables(rows)
     save_figure(ladder_figure(rows), run_dir, "ladder", png=False)
     save_figure(seconds_figure(rows), run_dir, "ladder_seconds", png=False)

@@ -131,40 +131,56 @@ def _backward(hmm: CategoricalHMM, fp: ForwardPass) -> torch.Tensor:
     return beta
 
 
+COUNT_ROWS = 4096  # (step, lane) rows per deferred count product: one GEMM, not a step's
+
+
 def expected_counts(hmm: CategoricalHMM, batch: LaneBatch) -> HMMStats:
     """E-step on one batch: a forward pass, then one backward loop that accumulates every count.
 
-    Only alpha is kept for the whole batch; beta, w_t = b_t beta_t / c_t and gamma_t live for
-    one step, so memory is one (T, N, K) tensor and the counts are built from cache-warm rows.
+    Only alpha is kept for the whole batch; beta lives for one step. The transition and
+    emission counts of a chunk of steps (about :data:`COUNT_ROWS` rows of steps x lanes) are
+    added in one product and one ``index_add_`` when the chunk ends: with few lanes (small
+    data), a rank-N update per step would run far below the matmul rate.
     """
     fp = forward(hmm, batch)
     t_len, n, k = fp.alpha.shape
+    like = dict(dtype=fp.alpha.dtype, device=fp.alpha.device)
     emit_t = hmm.emit.t().contiguous()  # (V, K)
     trans_t = hmm.trans.t()
-    xi = torch.zeros(k, k, dtype=fp.alpha.dtype, device=fp.alpha.device)
-    emit_counts = torch.zeros(hmm.vocab_size, k, dtype=fp.alpha.dtype, device=fp.alpha.device)
-    start_counts = torch.zeros(k, dtype=fp.alpha.dtype, device=fp.alpha.device)
+    xi = torch.zeros(k, k, **like)
+    emit_counts = torch.zeros(hmm.vocab_size, k, **like)
+    start_counts = torch.zeros(k, **like)
     rows = _rows(fp.restart)
     valid_f = fp.valid.to(fp.alpha.dtype).unsqueeze(-1)  # (T, N, 1)
     starts = fp.restart & fp.valid  # a restart at a real token is a sequence start
-    beta = torch.ones(n, k, dtype=fp.alpha.dtype, device=fp.alpha.device)
-    gamma = torch.empty_like(beta)
-    w = torch.empty_like(beta)
+    # rows per chunk: COUNT_ROWS, and at most 2**22 floats per buffer (16 MB) at large K
+    chunk = max(1, min(t_len, COUNT_ROWS // n, (1 << 22) // (n * k)))
+    gammas = torch.empty(chunk, n, k, **like)  # gamma_t = P(s_t | sequence), steps lo..hi
+    ws = torch.zeros(chunk, n, k, **like)  # w_t = b_t beta_t / c_t (0 where no transition)
+    beta = torch.ones(n, k, **like)
     for t in range(t_len - 1, -1, -1):
-        torch.mul(fp.alpha[t], beta, out=gamma).mul_(valid_f[t])  # P(s_t | sequence)
-        emit_counts.index_add_(0, fp.tokens[t], gamma)
+        lo = t - t % chunk  # this step's chunk is lo..hi; slot t - lo
+        g = gammas[t - lo]
+        torch.mul(fp.alpha[t], beta, out=g).mul_(valid_f[t])
         if rows[t] is not None:
-            start_counts += gamma[starts[t]].sum(0)
-        if t == 0:
-            break
-        torch.index_select(emit_t, 0, fp.tokens[t], out=w)
-        w.mul_(beta).div_(fp.scale[t].unsqueeze(-1))  # w_t = b_t beta_t / c_t
-        if rows[t] is not None:
-            w[rows[t]] = 0.0  # no transition into t
-        xi.addmm_(fp.alpha[t - 1].t(), w)  # sum_t alpha_{t-1}^T w_t
-        torch.mm(w, trans_t, out=beta)
-        if rows[t] is not None:
-            beta[rows[t]] = 1.0  # the sequence ended at t-1
+            start_counts += g[starts[t]].sum(0)
+        if t > 0:
+            w = ws[t - lo]
+            torch.index_select(emit_t, 0, fp.tokens[t], out=w)
+            w.mul_(beta).div_(fp.scale[t].unsqueeze(-1))
+            if rows[t] is not None:
+                w[rows[t]] = 0.0  # no transition into t
+            torch.mm(w, trans_t, out=beta)
+            if rows[t] is not None:
+                beta[rows[t]] = 1.0  # the sequence ended at t-1
+        if t == lo:  # the chunk is complete: add its counts
+            hi = min(lo + chunk, t_len)
+            m = hi - lo
+            emit_counts.index_add_(0, fp.tokens[lo:hi].reshape(-1), gammas[:m].reshape(-1, k))
+            first = 1 if lo == 0 else 0  # step 0 has no transition into it
+            if m > first:  # sum_t alpha_{t-1}^T w_t over the chunk's steps
+                a_prev = fp.alpha[lo + first - 1 : hi - 1].reshape(-1, k)
+                xi.addmm_(a_prev.t(), ws[first:m].reshape(-1, k))
     return HMMStats(
         start_counts,
         hmm.trans * xi,

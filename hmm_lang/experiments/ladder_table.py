@@ -1,0 +1,70 @@
+"""The ladder's table: story-bootstrap intervals, paired differences to the KN 5-gram, markdown."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hmm_lang.experiments.intervals import bootstrap, paired_difference, resamples
+from hmm_lang.pretokenize import TokenStream
+
+if TYPE_CHECKING:
+    from hmm_lang.experiments.ladder import Entry
+
+REFERENCE = "KN 5-gram"  # paired differences are taken against this model
+
+
+def summarise(entries: list[Entry], valid: TokenStream, n_boot: int, seed: int = 0) -> list[dict]:
+    """Rows with story-bootstrap intervals and paired differences to the KN 5-gram."""
+    story_bytes = valid.story_bytes.astype(np.float64) + 1  # + the </s> byte
+    w = resamples(valid.n_stories, n_boot, seed)
+    ref = next((e for e in entries if e.model == REFERENCE), None)
+    rows = []
+    for e in entries:
+        bpb = bootstrap(e.nats, story_bytes, w)
+        row = {
+            "vocab_size": e.vocab_size,
+            "family": e.family,
+            "model": e.model,
+            "states": e.states,
+            "n_parameters": int(e.n_parameters),
+            "bits_per_byte": bpb.value,
+            "bpb_lo": bpb.lo,
+            "bpb_hi": bpb.hi,
+            "n_seeds": len(e.story_nats),
+            "seed_sd": float(
+                np.std([s.sum() for s in e.story_nats], ddof=1) / story_bytes.sum() / np.log(2)
+            )
+            if len(e.story_nats) > 1
+            else None,
+            "bits_per_token": float(e.nats.sum() / (e.n_tokens or valid.n_tokens) / np.log(2)),
+            "seconds": round(e.seconds, 2),
+        }
+        if ref is not None:
+            d = paired_difference(e.nats, ref.nats, story_bytes, w)
+            row |= {"diff_kn5": d.value, "diff_lo": d.lo, "diff_hi": d.hi}
+        row |= {k: v for k, v in e.extra.items()}
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| vocab | family | model | parameters | bits/byte [95% CI] | minus KN5 [95% CI] "
+        "| seeds | iterations | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["vocab_size"], -r["bits_per_byte"])):
+        diff = (
+            f"{r['diff_kn5']:+.4f} [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}]"
+            if r.get("diff_kn5") is not None
+            else "-"
+        )
+        its = r.get("iterations")
+        lines.append(
+            f"| {r['vocab_size']} | {r['family']} | {r['model']} | {r['n_parameters']:,} | "
+            f"{r['bits_per_byte']:.4f} [{r['bpb_lo']:.4f}, {r['bpb_hi']:.4f}] | {diff} | "
+            f"{r['n_seeds']} | {'/'.join(map(str, its)) if its else '-'} | {r['seconds']} |"
+        )
+    return "\n".join(lines) + "\n"
