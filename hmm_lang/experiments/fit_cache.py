@@ -6,9 +6,9 @@ fit is saved, atomically, as ``<folder>/<key>.npz`` once it ends, where the key 
 determines it: the content of the training and validation token streams
 (:meth:`TokenStream.digest`, so the tokenizer and the split are in it), every field of its
 :class:`HMMFitConfig` and the source of the code that fits and scores it (``hmm_lang/hmm/``,
-``scoring.py``). A fit with the same key is read back instead of fitted again; a change of
-data, tokenizer, setting or fitting code gives a new key, so a stale fit is never reused (an
-edit of a comment there refits too: safe, not minimal).
+``devsplit.py``, ``ngram*.py``, ``scoring.py``). A fit with the same key is read back instead
+of fitted again; a change of data, tokenizer, setting or fitting code gives a new key, so a
+stale fit is never reused (an edit of a comment there refits too: safe, not minimal).
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def code_digest() -> str:
     """A hash of the source files that fit and score an HMM."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.blake2b(digest_size=10)
-    for f in sorted((root / "hmm").glob("*.py")) + [root / "scoring.py"]:
+    # the fitting code and what it computes with: the dev split, the KN escape, scoring
+    deps = ["devsplit.py", "ngram.py", "ngram_counts.py", "scoring.py"]
+    for f in sorted((root / "hmm").glob("*.py")) + [root / d for d in deps]:
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
