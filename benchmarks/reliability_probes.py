@@ -140,7 +140,9 @@ def tmps(d: Path) -> list[str]:
 
 def half_written(d: Path, before: set[str], interrupted: bool = False) -> list[str]:
     """Visible folders neither whole nor marked ``.incomplete``; after Ctrl-C, also marked ones
-    the CLI should have removed (by its rule: those without checkpoints, stages or rows)."""
+    the CLI should have removed (by its rule, :func:`records.holds_resumable_work`)."""
+    from hmm_lang.records import holds_resumable_work
+
     bad = []
     for p in (p for p in d.rglob("*") if p.is_dir()):
         rel, new = p.relative_to(d), str(p.relative_to(d)) not in before
@@ -153,7 +155,7 @@ def half_written(d: Path, before: set[str], interrupted: bool = False) -> list[s
             bad.append(f"half token stream {rel}")
         elif new and ((p / "config.yaml").exists() or (p / "run.yaml").exists()) and not (p / ".incomplete").exists() and not any((p / f).exists() for f in done):  # fmt: skip
             bad.append(f"unmarked unfinished run {rel}")
-        elif interrupted and new and (p / ".incomplete").exists() and not (any(p.glob("checkpoints/*.pt")) or any(p.glob("stages/*.json")) or (p / "ladder.csv").exists() or any(p.glob("fits/*.npz"))):  # fmt: skip
+        elif interrupted and new and (p / ".incomplete").exists() and not holds_resumable_work(p):
             bad.append(f"unfinished run left {rel}")
     return bad
 

@@ -45,19 +45,23 @@ def is_complete(run_dir: str | Path) -> bool:
     return not (Path(run_dir) / INCOMPLETE).exists()
 
 
+def holds_resumable_work(path: str | Path) -> bool:
+    """Whether an unfinished run folder holds work a rerun resumes from (training checkpoints,
+    finished pipeline stages, a ladder's saved fits) or finished results (a ladder's rows)."""
+    path = Path(path)
+    if (path / "ladder.csv").exists():
+        return True
+    return any(any(path.glob(g)) for g in ("checkpoints/*.pt", "stages/*.json", "fits/*.npz"))
+
+
 def discard_incomplete() -> list[Path]:
-    """Remove the unfinished run folders this process created, except those holding work a
-    rerun resumes from (training checkpoints, finished pipeline stages) or finished results
-    (an interrupted ladder's rows); returns the removed."""
+    """Remove the unfinished run folders this process created, except those that
+    :func:`holds_resumable_work`; returns the removed."""
     import shutil
 
     removed = []
     for path in _created:
-        if not path.exists() or is_complete(path):
-            continue
-        if any(path.glob("checkpoints/*.pt")) or any(path.glob("stages/*.json")):
-            continue
-        if (path / "ladder.csv").exists() or any(path.glob("fits/*.npz")):  # a ladder's fits
+        if not path.exists() or is_complete(path) or holds_resumable_work(path):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
