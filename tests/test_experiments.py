@@ -20,6 +20,7 @@ from hmm_lang.analysis.probing import ridge_probe
 from hmm_lang.config import apply_overrides, load_config
 from hmm_lang.experiments.beliefs import dominant_states, run_beliefs
 from hmm_lang.experiments.ladder import LadderConfig, run_ladder
+from hmm_lang.experiments.ladder_table import read_ladder_csv
 from hmm_lang.hmm import random_hmm
 from hmm_lang.plots.ladder import ladder_figure
 from hmm_lang.runs import check_run_split
@@ -73,6 +74,10 @@ def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run):
         "ladder.html",
         "config.yaml",
     }
+    back = read_ladder_csv(run_dir / "ladder.csv")  # what a figure of several ladders reads
+    assert [{k: v for k, v in r.items() if v is not None} for r in back] == [
+        {k: v for k, v in r.items() if v is not None} for r in rows
+    ]
     fig = ladder_figure(rows)
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.title.text == "bits per byte"
     assert len(fig.data) == 5  # one trace per family at one vocab size

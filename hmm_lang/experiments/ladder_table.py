@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import csv
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,3 +71,24 @@ def markdown_table(rows: list[dict]) -> str:
             f"{r['n_seeds']} | {'/'.join(map(str, its)) if its else '-'} | {r['seconds']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str):
+    """One CSV cell back to its value: '' -> None, numbers, lists and dicts (written by repr)."""
+    if text == "":
+        return None
+    if text[0] in "[{(":
+        return ast.literal_eval(text)
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_ladder_csv(path: str | Path) -> list[dict]:
+    """The rows of a ladder.csv as :func:`summarise` made them (numbers typed, empty -> None),
+    e.g. to draw the ladders of several vocab sizes in one figure."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: _cell(v) for k, v in r.items()} for r in csv.DictReader(f)]
