@@ -49,8 +49,13 @@ def api_markdown() -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/api.md")
+def main(argv: list[str] | None = None) -> None:
+    """``python -m hmm_lang.apidoc [OUT.md]`` (default docs/api.md); an option is refused
+    rather than taken for a file name."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        sys.exit("error: usage: python -m hmm_lang.apidoc [OUT.md] (default docs/api.md)")
+    out = Path(args[0]) if args else Path("docs/api.md")
     out.write_text(api_markdown())
     logging.getLogger(__name__).info("wrote %s", out)
 

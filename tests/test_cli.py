@@ -58,6 +58,17 @@ def test_public_api_and_its_reference_page():
     assert page.read_text() == api_markdown(), "run python -m hmm_lang.apidoc"
 
 
+def test_apidoc_refuses_an_option_as_its_output(tmp_path, monkeypatch):
+    from hmm_lang.apidoc import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="^error: usage"):
+        main(["--help"])
+    assert not (tmp_path / "--help").exists()
+    main(["api.md"])
+    assert (tmp_path / "api.md").read_text().startswith("# hmm_lang public API")
+
+
 def test_train_tokenizers_accepts_a_path_or_a_list(tmp_path):
     from hmm_lang import load_tokenizer, train_tokenizers
     from hmm_lang.synthetic import generate_stories
