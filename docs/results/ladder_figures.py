@@ -13,8 +13,7 @@ from hmm_lang.plots.ladder import ladder_figure, seconds_figure
 
 rows = [r for path in sys.argv[1:] for r in read_ladder_csv(path)]
 # a model in two ladders of one vocab size (the KN rows of ladder_4096_best) is drawn once
-seen: set = set()
-rows = [r for r in rows if (k := (r["vocab_size"], r["model"])) not in seen and not seen.add(k)]
+rows = list({(r["vocab_size"], r["model"]): r for r in rows}.values())
 out = Path("docs/results")
 for name, fig in (
     ("ladder_all", ladder_figure(rows)),
