@@ -71,7 +71,13 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     eval_interval: int = 100
-    eval_stories: int | None = 500  # validation stories scored at each eval (None: all)
+    eval_stories: int | None = 500  # dev stories scored at each eval (None: all)
+    # the evals score a dev split carved from the training stories (hmm_lang.devsplit); the
+    # best eval's weights are the final model, and validation is scored once, at the end
+    dev_fraction: float = 0.05
+    dev_seed: int = 0  # as fit-hmm's --dev-seed: the same dev stories as the HMMs' by default
+    patience: int | None = 3  # stop after this many evals gaining < tol on the best (None: never)
+    tol: float = 1e-3  # dev nats/token
     checkpoint_interval: int = 200
     seed: int = 0  # data order
     device: str = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
@@ -140,6 +146,12 @@ class RunConfig:
             raise HmmLangError("train.max_tokens must be at least train.batch_tokens")
         if t.eval_stories is not None and t.eval_stories < 1:
             raise HmmLangError("train.eval_stories must be at least 1 (or null for all)")
+        if not 0.0 < t.dev_fraction < 1.0:
+            raise HmmLangError(f"train.dev_fraction must be in (0, 1), got {t.dev_fraction}")
+        if t.patience is not None and t.patience < 1:
+            raise HmmLangError("train.patience must be at least 1 (or null: run every step)")
+        if not (math.isfinite(t.tol) and t.tol >= 0):
+            raise HmmLangError(f"train.tol must be >= 0, got {t.tol}")
         check_device(t.device, "train.device", auto=True)
         if not 0.0 < d.valid_fraction < 1.0:
             raise HmmLangError(f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")

@@ -160,8 +160,10 @@ def _transformer(c) -> StagePlan:
     weights = E.transformer_train_bytes(c.n, step)
     host = E.BASE_RAM + 24.0 * d.train_stories  # offsets, bytes, <s> places; tokens mapped
     gpu = weights if dev.name == "gpu" else 0.0
-    evals = steps // t.eval_interval * min(t.eval_stories or d.valid_stories, d.valid_stories)
-    eval_tok = evals * d.valid_tokens(c.v) / max(d.valid_stories, 1) + d.valid_tokens(c.v)
+    # dev evals (stories carved from training) at every eval_interval, validation once
+    dev_stories = max(1, int(d.train_stories * t.dev_fraction))
+    evals = steps // t.eval_interval * min(t.eval_stories or dev_stories, dev_stories)
+    eval_tok = evals * tok / max(d.train_stories, 1) + d.valid_tokens(c.v)
     have = available_bytes()
     if t.check_memory and dev.name != "gpu" and have is not None and step > have:
         c.notes.append(

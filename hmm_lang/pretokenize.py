@@ -71,15 +71,18 @@ class TokenStream:
         return h.hexdigest()
 
     def select(self, stories: np.ndarray) -> TokenStream:
-        """The stories at the (sorted) indices ``stories``, copied into a new stream."""
+        """The stories at the indices ``stories`` (in that order), copied into a new stream."""
         stories = np.asarray(stories, dtype=np.int64)
         starts = self.offsets[stories]
         lengths = self.offsets[stories + 1] - starts
         offsets = np.zeros(len(stories) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        # one gather: position j of new story i reads old position starts[i] + j
-        index = np.arange(offsets[-1]) - np.repeat(offsets[:-1] - starts, lengths)
-        tokens = np.asarray(self.tokens[index])
+        # runs of consecutive stories are copied slice by slice: no per-token int64 index, so
+        # carving 5% of a memory-mapped corpus costs one copy of its uint16 tokens
+        cut = np.flatnonzero(np.diff(stories) != 1) + 1
+        runs = [r for r in np.split(stories, cut) if len(r)]
+        pieces = [self.tokens[self.offsets[r[0]] : self.offsets[r[-1] + 1]] for r in runs]
+        tokens = np.concatenate(pieces) if pieces else np.asarray(self.tokens[:0])
         return TokenStream(tokens, offsets, self.story_bytes[stories], self.vocab_size, self.eos_id)
 
     def head(self, n_stories: int) -> TokenStream:

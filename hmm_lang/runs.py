@@ -33,7 +33,8 @@ class Run:
 
     @property
     def valid_metrics(self) -> list[dict]:
-        """The records of ``metrics`` that hold a validation score."""
+        """The records of ``metrics`` that hold a validation score (the final one; runs made
+        before the dev split have one per evaluation)."""
         return [m for m in self.metrics if "valid_bits_per_byte" in m]
 
 
@@ -55,8 +56,8 @@ def load_run(
 ) -> Run:
     """The run's config, its trained model (final_model.pt, else the last checkpoint), its
     tokenizer and metrics."""
+    from hmm_lang.transformer.checkpoints import latest_checkpoint, load_checkpoint
     from hmm_lang.transformer.model import HookedTransformerModel, check_checkpoint_vocab
-    from hmm_lang.transformer.train import latest_checkpoint, load_checkpoint
 
     run_dir = find_run(path, records_dir)
     cfg = load_config(run_dir / "config.yaml")

@@ -124,8 +124,21 @@ def _transformer_config(state: RunState):
     return apply_overrides(load_config(p.transformer_config), items + list(p.transformer_overrides))
 
 
+def _same_config(run_dir: Path, cfg) -> bool:
+    """Whether a killed run's config.yaml is ``cfg`` (its resolved d_vocab aside): a run of an
+    older config is not continued but retrained."""
+    import yaml
+
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    want = cfg.to_dict()
+    for d in (saved, want):
+        d.get("model", {}).pop("d_vocab", None)
+    return saved == want
+
+
 def stage_transformer(state: RunState) -> None:
-    from hmm_lang.transformer.train import latest_checkpoint, train
+    from hmm_lang.transformer.checkpoints import latest_checkpoint
+    from hmm_lang.transformer.train import train
 
     cfg = _transformer_config(state)
 
@@ -136,7 +149,11 @@ def stage_transformer(state: RunState) -> None:
             for p in sorted(stage_dir.glob("2*/config.yaml"))
             if not (p.parent / "final_model.pt").exists()
         ]
-        if partial and latest_checkpoint(partial[-1]) is not None:
+        if (
+            partial
+            and latest_checkpoint(partial[-1]) is not None
+            and _same_config(partial[-1], cfg)
+        ):
             run_dir = train(resume=partial[-1], progress=True)
         else:
             run_dir = train(cfg, stage_dir, progress=True)

@@ -92,3 +92,32 @@ def test_lanes_are_sized_to_the_data():
     assert lane_len_for(cfg, small) == 200  # a few stories: lanes as long as the longest
     big = [np.zeros(100, dtype=np.int64)] * (LANES * 20)  # 3M tokens: the large-data lanes
     assert lane_len_for(cfg, big) == cfg.lane_len
+
+
+def test_transformer_dev_carve_is_the_hmm_dev_carve():
+    """The transformer's dev stories are those an HMM fit on the same split carves."""
+    from hmm_lang.transformer.dev_stop import carve_dev_stream
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 9, size=n) for n in rng.integers(1, 12, size=60)]
+    stream = stream_of(seqs, 9)
+    fit_stories, dev = carve_dev_stream(stream, 0.2, seed=3)
+    fit = stream.select(fit_stories)
+    want_fit, want_dev = carve_dev(seqs, 0.2, seed=3)
+    for got, want in ((fit, want_fit), (dev, want_dev)):
+        assert got.n_stories == len(want)
+        assert all(np.array_equal(got.story(i), s) for i, s in enumerate(want))
+    assert fit.n_tokens + dev.n_tokens == sum(len(s) for s in seqs)
+
+
+def test_bos_stream_of_a_story_subset_is_that_subset_with_bos():
+    """The sampler reads the training stories minus dev without copying them."""
+    from hmm_lang.transformer.data import BosStream, with_bos
+
+    rng = np.random.default_rng(1)
+    stream = stream_of([rng.integers(1, 9, size=n) for n in rng.integers(1, 12, size=40)], 9)
+    for stories in (np.arange(40), np.array([0, 3, 4, 5, 17, 39]), np.array([7])):
+        want = with_bos(stream.select(stories), bos_id=99)
+        got = BosStream(stream, 99, stories)
+        assert len(got) == len(want)
+        assert np.array_equal(got.take(np.arange(len(want))), want)

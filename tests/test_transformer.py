@@ -79,14 +79,70 @@ def test_train_writes_a_self_describing_run(tmp_path, tokenizers_dir):
         "step_0000020.pt",
     ]
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    evals = [m for m in metrics if "valid_bits_per_byte" in m]
+    evals = [m for m in metrics if "dev_bits_per_byte" in m]
     assert [m["step"] for m in evals] == [10, 20]
-    assert evals[-1]["valid_nats_per_token"] < evals[0]["valid_nats_per_token"]
+    assert evals[-1]["dev_nats_per_token"] < evals[0]["dev_nats_per_token"]
+    # validation is read once, at the end, with the best dev evaluation's weights
+    (final,) = [m for m in metrics if "valid_bits_per_byte" in m]
+    assert final["final"] and final["stop_reason"] == "max_steps" and final["best_step"] == 20
     loaded = load_run(run)
-    assert loaded.config.model.d_vocab == 1024 and len(loaded.valid_metrics) == 2
+    assert loaded.config.model.d_vocab == 1024 and loaded.valid_metrics == [final]
     assert not loaded.model.training
     ck = torch.load(run / "checkpoints" / "step_0000010.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "step", "rng", "sampler", "config"} <= set(ck)
+
+
+def test_weights_do_not_depend_on_the_validation_split(tmp_path, tokenizers_dir):
+    """Every choice reads the dev split: two runs that differ only in data.valid save the same
+    weights (and the dev stories are carved from training, not drawn by the sampler)."""
+    texts = {
+        "a": "Once upon a time there was a cat. The cat sat.\n<|endoftext|>\n",
+        "b": "Tom had a red ball. He lost it. He was sad and cried and cried.\n<|endoftext|>\n"
+        "The dog ran home.\n<|endoftext|>\n",
+    }
+    weights = []
+    for name, text in texts.items():
+        (tmp_path / f"{name}.txt").write_text(text)
+        cfg = apply_overrides(tiny_cfg(tokenizers_dir), [f"data.valid={tmp_path / name}.txt"])
+        run = train(cfg, tmp_path / name, progress=False)
+        weights.append(torch.load(run / "final_model.pt", weights_only=True))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_dev_stop_ends_training_and_keeps_the_best_weights(tmp_path, tokenizers_dir):
+    # tol larger than any gain: the second evaluation counts as no gain, patience 1 stops there
+    run = train(tiny_cfg(tokenizers_dir, steps=40, patience=1, tol=10.0), tmp_path, progress=False)
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    dev = [m for m in metrics if "dev_nats_per_token" in m]
+    assert [m["step"] for m in dev] == [10, 20]
+    final = metrics[-1]
+    assert final["stop_reason"] == "converged" and final["step"] == 20
+    best = min(dev, key=lambda m: m["dev_nats_per_token"])
+    assert final["best_step"] == best["step"]
+    ck = torch.load(run / "checkpoints" / f"step_{best['step']:07d}.pt", weights_only=True)
+    kept = torch.load(run / "final_model.pt", weights_only=True)
+    assert all(torch.equal(ck["model"][k], kept[k]) for k in kept)
+    with pytest.raises(HmmLangError, match="train.patience"):
+        tiny_cfg(tokenizers_dir, patience=0).validate()
+    with pytest.raises(HmmLangError, match="train.dev_fraction"):
+        tiny_cfg(tokenizers_dir, dev_fraction=1.0).validate()
+
+
+def test_resume_after_the_best_eval_keeps_the_best_weights(tmp_path, tokenizers_dir):
+    """Killed after the best evaluation, before the stop: the kept weights come back from the
+    checkpoint, and the validation score is written once."""
+    over = dict(steps=40, patience=2, tol=10.0)
+    full = train(tiny_cfg(tokenizers_dir, **over), tmp_path / "a", progress=False)
+    part = train(tiny_cfg(tokenizers_dir, **over), tmp_path / "b", stop_after=20, progress=False)
+    train(resume=part, progress=False)
+    train(resume=part, progress=False)  # a finished run resumed again: no second final record
+    a = torch.load(full / "final_model.pt", weights_only=True)
+    b = torch.load(part / "final_model.pt", weights_only=True)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6)
+    metrics = [json.loads(x) for x in (part / "metrics.jsonl").read_text().splitlines()]
+    finals = [m for m in metrics if m.get("final")]
+    assert len(finals) == 1 and finals[0]["stop_reason"] == "converged" and finals[0]["step"] == 30
 
 
 def test_resume_equals_uninterrupted(tmp_path, tokenizers_dir):

@@ -1,7 +1,7 @@
 """Token batches for training and per-story evaluation of the transformer.
 
 Training reads random windows of ``n_ctx + 1`` tokens from the concatenated training stories,
-each story written as ``<s> story </s>``. Evaluation scores every validation story on its own,
+each story written as ``<s> story </s>``. Evaluation scores every story (dev or validation) on its own,
 from ``<s>``, like the HMM and n-gram models, so bits per byte compare across families; stories
 longer than the context are scored with a sliding window (:func:`story_windows`).
 """
@@ -28,13 +28,20 @@ def with_bos(stream: TokenStream, bos_id: int) -> np.ndarray:
 
 class BosStream:
     """:func:`with_bos` read on demand: element ``i`` of the virtual (N + S,) array is computed
-    from the (memory-mapped) stream, so training never holds the corpus in memory."""
+    from the (memory-mapped) stream, so training never holds the corpus in memory. ``stories``
+    (indices into the stream, in order) restricts it to those stories, without a copy."""
 
-    def __init__(self, stream: TokenStream, bos_id: int) -> None:
+    def __init__(self, stream: TokenStream, bos_id: int, stories: np.ndarray | None = None) -> None:
         self.tokens, self.bos_id = stream.tokens, bos_id
-        # virtual index of each story's <s>: story s starts s places later than in the stream
-        self.starts = stream.offsets[:-1] + np.arange(stream.n_stories)
-        self.n = stream.n_tokens + stream.n_stories
+        if stories is None:
+            stories = np.arange(stream.n_stories)
+        stories = np.asarray(stories, dtype=np.int64)
+        lengths = stream.offsets[stories + 1] - stream.offsets[stories]
+        # virtual index of each story's <s>, and the stream index of its first token
+        self.starts = np.zeros(len(stories), dtype=np.int64)
+        np.cumsum(lengths[:-1] + 1, out=self.starts[1:])
+        self.first = np.asarray(stream.offsets[stories], dtype=np.int64)
+        self.n = int(lengths.sum()) + len(stories)
 
     def __len__(self) -> int:
         return self.n
@@ -42,7 +49,7 @@ class BosStream:
     def take(self, idx: np.ndarray) -> np.ndarray:
         """int64 elements at the virtual indices ``idx`` (any shape)."""
         story = np.searchsorted(self.starts, idx, side="right") - 1
-        src = idx - story - 1  # index into the stream where idx is not a <s>
+        src = self.first[story] + idx - self.starts[story] - 1  # where idx is not a <s>
         at_bos = idx == self.starts[story]
         out = np.asarray(self.tokens[np.where(at_bos, 0, src).ravel()], dtype=np.int64)
         return np.where(at_bos, self.bos_id, out.reshape(idx.shape))
@@ -150,7 +157,7 @@ def story_nats(
 ) -> np.ndarray:
     """(S,) next-token nats of ``logits_fn`` on each story (see :func:`story_windows`)."""
     if stream.n_stories == 0:
-        raise HmmLangError("the validation split is empty; give it at least one story")
+        raise HmmLangError("no stories to score: the split is empty; give it at least one story")
     x, y, mask, story, n = story_windows(stream, bos_id, n_ctx, max_stories)
     out = np.zeros(n)
     for a in range(0, len(x), batch_size):

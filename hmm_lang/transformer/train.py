@@ -2,9 +2,15 @@
 
 A run writes ``records/<YYYYmmdd_HHMMSS>/``: ``config.yaml`` (before step 1, with the resolved
 d_vocab), ``tokenizer/``, ``environment.json``, ``metrics.jsonl``, ``checkpoints/step_XXXXXXX.pt``
-(model, optimizer, scheduler, step, RNG states, config) and ``final_model.pt`` (a state_dict of
-:class:`HookedTransformerModel`). ``resume`` continues a killed run from its last checkpoint and
-reproduces the uninterrupted run's weights.
+(model, optimizer, scheduler, step, RNG states, dev-stop state, config) and ``final_model.pt`` (a
+state_dict of :class:`HookedTransformerModel`). ``resume`` continues a killed run from its last
+checkpoint and reproduces the uninterrupted run's weights.
+
+Evaluations during training score a dev split carved from the training stories
+(:mod:`hmm_lang.transformer.dev_stop`); training ends at ``train.steps`` or when the dev score
+stops improving (``train.patience``, ``train.tol``); the best dev evaluation's weights become
+``final_model.pt``, and the validation split is scored once, with those weights. The last record
+of ``metrics.jsonl`` holds that score, ``stop_reason`` and ``best_step``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,15 @@ from hmm_lang.hmm.distributed import init_from_env, rank_and_world
 from hmm_lang.records import mark_complete, new_run_dir, write_environment
 from hmm_lang.runs import config_streams
 from hmm_lang.tokenizer import BOS, EOS, load_tokenizer, resolve_tokenizer_dir
+from hmm_lang.transformer.checkpoints import (
+    check_resume,
+    input_digests,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from hmm_lang.transformer.data import BosStream, WindowSampler, evaluate
+from hmm_lang.transformer.dev_stop import DevStop, carve_dev_stream
 from hmm_lang.transformer.model import (
     HookedTransformerModel,
     check_checkpoint_vocab,
@@ -71,94 +85,6 @@ def _optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:
         {"params": other, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-
-
-def save_checkpoint(path: Path, model, optimizer, step: int, sampler, cfg: RunConfig) -> None:
-    state = {
-        "kind": "hmm_lang_checkpoint",
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": {"step": step},  # the schedule is a pure function of the step
-        "step": step,
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-        "sampler": sampler.state_dict(),
-        "config": cfg.to_dict(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise HmmLangError(
-            f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); delete it to resume "
-            "from the one before, or retrain"
-        ) from None
-    if not isinstance(state, dict) or state.get("kind") != "hmm_lang_checkpoint":
-        raise HmmLangError(f"{path} is not an hmm_lang training checkpoint")
-    return state
-
-
-def input_digests(train_stream, valid_stream, tokenizer_dir: Path) -> dict:
-    """Content hashes of what a run trains and evaluates on: ``inputs.json`` of the run."""
-    import hashlib
-
-    tok = hashlib.blake2b((Path(tokenizer_dir) / "tokenizer.json").read_bytes(), digest_size=12)
-    return {
-        "train_tokens": train_stream.digest(),
-        "valid_tokens": valid_stream.digest(),
-        "tokenizer": tok.hexdigest(),
-    }
-
-
-def check_resume(run_dir: Path, digests: dict, cfg: RunConfig, ckpt: Path | None) -> None:
-    """One-line error when the corpus, tokenizer or config changed since the run started."""
-    saved_path = run_dir / "inputs.json"
-    if saved_path.exists():
-        try:
-            saved = json.loads(saved_path.read_text())
-        except ValueError:
-            saved = None
-        if not isinstance(saved, dict):
-            raise HmmLangError(
-                f"{saved_path} is corrupt; the run cannot be checked, start a new run"
-            )
-        changed = [k for k in digests if k in saved and saved[k] != digests[k]]
-        if changed:
-            what = {"train_tokens": "training stories", "valid_tokens": "validation stories"}
-            names = ", ".join(what.get(k, k) for k in changed)
-            raise HmmLangError(
-                f"cannot resume {run_dir}: its {names} changed since the run started (data "
-                f"{cfg.data.data}); resume with the original data and tokenizer, or start a new run"
-            )
-    if ckpt is None:
-        return
-    old = load_checkpoint(ckpt).get("config")
-    if isinstance(old, dict):
-        diffs = _diff(old, cfg.to_dict())
-        if diffs:
-            raise HmmLangError(
-                f"cannot resume {run_dir}: config.yaml was edited since {ckpt.name} "
-                f"({'; '.join(diffs[:3])}); undo the edit, or start a new run with the new config"
-            )
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        x, y = a.get(k), b.get(k)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _diff(x, y, f"{prefix}{k}.")
-        elif x != y:
-            out.append(f"{prefix}{k}: {x!r} -> {y!r}")
-    return out
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted((run_dir / "checkpoints").glob("step_*.pt"))
-    return ckpts[-1] if ckpts else None
 
 
 def _log_metrics(run_dir: Path, record: dict) -> None:
@@ -232,6 +158,13 @@ def train(
     if cfg.model.n_ctx > int(max(train_stream.offsets[1:] - train_stream.offsets[:-1])) + 1:
         log.warning("n_ctx %d exceeds every story; windows span several stories", cfg.model.n_ctx)
 
+    # the dev carve and the sampler before any folder: too little data fails here
+    global_batch = tc.batch_tokens // cfg.model.n_ctx
+    bos = tokenizer.convert_tokens_to_ids(BOS)
+    fit_stories, dev_stream = carve_dev_stream(train_stream, tc.dev_fraction, tc.dev_seed)
+    sampler = WindowSampler(
+        BosStream(train_stream, bos, fit_stories), cfg.model.n_ctx, global_batch, tc.seed
+    )
     digests = input_digests(train_stream, valid_stream, tokenizer_dir)
     if resume is not None:
         check_resume(run_dir, digests, cfg, latest_checkpoint(run_dir))
@@ -260,9 +193,7 @@ def train(
     torch.manual_seed(cfg.model.seed)
     model = HookedTransformerModel(cfg, device=device)
     optimizer = _optimizer(model, tc)
-    global_batch = tc.batch_tokens // cfg.model.n_ctx
-    bos = tokenizer.convert_tokens_to_ids(BOS)
-    sampler = WindowSampler(BosStream(train_stream, bos), cfg.model.n_ctx, global_batch, tc.seed)
+    dev_stop = DevStop(tc.patience, tc.tol)
     start = 0
     ckpt = latest_checkpoint(run_dir) if resume is not None else None
     for stale in (run_dir / "checkpoints").glob(".*.tmp"):  # a killed session's partial write
@@ -272,6 +203,8 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
+        if state.get("dev_stop") is not None:
+            dev_stop.load_state_dict(state["dev_stop"])
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         start = state["step"]
@@ -286,8 +219,11 @@ def train(
     amp = device.type == "cuda" and tc.autocast_bf16
     total = tc.total_steps
     per_rank = global_batch // world
-    bar = tqdm(range(start, total), desc="train", unit="step", disable=not progress or rank != 0)
+    done, converged = start, dev_stop.converged  # a resume after the stop only finishes
+    steps = range(start, start if converged else total)
+    bar = tqdm(steps, desc="train", unit="step", disable=not progress or rank != 0)
     t_last, tokens_since = time.perf_counter(), 0
+    postfix: dict[str, str] = {}
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, tc)
@@ -305,7 +241,8 @@ def train(
             now = time.perf_counter()
             tok_s = tokens_since / (now - t_last)
             t_last, tokens_since = now, 0
-            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tok_s:,.0f}")
+            postfix |= {"loss": f"{loss.item():.3f}", "tok_s": f"{tok_s:,.0f}"}
+            bar.set_postfix(postfix)
             _log_metrics(
                 run_dir,
                 {
@@ -316,14 +253,20 @@ def train(
                     "tokens_per_s": tok_s,
                 },
             )
+        converged = False
         if rank == 0 and (done % tc.eval_interval == 0 or done == total):
-            # the final evaluation scores every validation story (the ladder's scorer);
-            # intermediate ones the first eval_stories, for the curve only
-            final = done == total
-            n_eval = None if final else tc.eval_stories
-            record = _eval(model, valid_stream, bos, cfg, device, n_eval)
-            _log_metrics(run_dir, {"step": done, **record, "final": final})
-        if rank == 0 and (done % tc.checkpoint_interval == 0 or done == total):
+            record = _eval(model, dev_stream, bos, cfg, device, tc.eval_stories, "dev")
+            dev_stop.update(done, record["dev_nats_per_token"], model)
+            _log_metrics(run_dir, {"step": done, **record})
+            postfix["dev"] = f"{record['dev_nats_per_token']:.3f}"
+            bar.set_postfix(postfix)
+            converged = dev_stop.converged
+        if world > 1 and (done % tc.eval_interval == 0 or done == total):
+            flag = [converged]  # rank 0 evaluated: every rank stops at the same step
+            dist.broadcast_object_list(flag, src=0)
+            converged = flag[0]
+        last = done == total or converged
+        if rank == 0 and (done % tc.checkpoint_interval == 0 or last):
             save_checkpoint(
                 run_dir / "checkpoints" / f"step_{done:07d}.pt",
                 model,
@@ -331,14 +274,41 @@ def train(
                 done,
                 sampler,
                 cfg,
+                dev_stop,
             )
         if stop_after is not None and done >= stop_after:
             return run_dir
+        if converged:
+            break
     if rank == 0:
-        with atomic_path(run_dir / "final_model.pt") as tmp:
-            torch.save(model.state_dict(), tmp)
-        mark_complete(run_dir)
+        _finish(run_dir, model, dev_stop, valid_stream, bos, cfg, device, done, converged)
     return run_dir
+
+
+def _finish(run_dir, model, dev_stop: DevStop, valid_stream, bos, cfg, device, step, converged):
+    """Keep the best dev evaluation's weights, score validation once, write final_model.pt."""
+    if dev_stop.best_model is not None:
+        model.load_state_dict(dev_stop.best_model)
+    record = _eval(model, valid_stream, bos, cfg, device, None, "valid")
+    stop = "converged" if converged else "max_steps"
+    log.info(
+        "stopped at step %d (%s); kept step %d (dev %.4f nats/token); validation %.4f bits/byte",
+        step, stop, dev_stop.best_step, dev_stop.best_nats, record["valid_bits_per_byte"],
+    )  # fmt: skip
+    _log_metrics(
+        run_dir,
+        {
+            "step": step,
+            **record,
+            "final": True,
+            "stop_reason": stop,
+            "best_step": dev_stop.best_step,
+            "best_dev_nats_per_token": dev_stop.best_nats,
+        },
+    )
+    with atomic_path(run_dir / "final_model.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
+    mark_complete(run_dir)
 
 
 def _truncate_metrics(run_dir: Path, step: int) -> None:
@@ -351,7 +321,8 @@ def _truncate_metrics(run_dir: Path, step: int) -> None:
                 rec = json.loads(ln)
             except ValueError:  # the half-written last line of a killed session
                 continue
-            if isinstance(rec, dict) and rec.get("step", step + 1) <= step:
+            # the final record goes too: a resume at the stop step writes it again
+            if isinstance(rec, dict) and rec.get("step", step + 1) <= step and not rec.get("final"):
                 keep.append(ln)
         with atomic_path(path) as tmp:
             tmp.write_text("".join(ln + "\n" for ln in keep))
@@ -367,14 +338,16 @@ def fast_logits(model: HookedTransformerModel):
     return fn
 
 
-def _eval(model, valid_stream, bos, cfg: RunConfig, device, max_stories: int | None) -> dict:
+def _eval(model, stream, bos, cfg: RunConfig, device, max_stories: int | None, split: str) -> dict:
+    """``{split}_nats_per_token`` etc. of the first ``max_stories`` stories (None: all)."""
     model.eval()
-    sc = evaluate(fast_logits(model), valid_stream, bos, cfg.model.n_ctx, device, max_stories)
+    sc = evaluate(fast_logits(model), stream, bos, cfg.model.n_ctx, device, max_stories)
     model.train()
+    n = stream.n_stories if max_stories is None else min(max_stories, stream.n_stories)
     return {
-        "valid_nats_per_token": sc.nats / sc.n_tokens,
-        "valid_bits_per_token": sc.bits_per_token,
-        "valid_bits_per_byte": sc.bits_per_byte,
-        "valid_tokens": sc.n_tokens,
-        "valid_stories": valid_stream.n_stories if max_stories is None else max_stories,
+        f"{split}_nats_per_token": sc.nats / sc.n_tokens,
+        f"{split}_bits_per_token": sc.bits_per_token,
+        f"{split}_bits_per_byte": sc.bits_per_byte,
+        f"{split}_tokens": sc.n_tokens,
+        f"{split}_stories": n,
     }
