@@ -234,11 +234,16 @@ def test_bad_inputs(tmp_path, tokenizers_dir):
         )
 
 
+# the dev-stop rule ends training at step 6 of 12 (tol above any gain, patience 1): every rank
+# must stop there together (rank 0 alone evaluates and broadcasts the decision)
+DDP_STOP = dict(steps=12, eval_interval=3, checkpoint_interval=3, patience=1, tol=10.0)
+
+
 def _ddp_worker(rank, pg, tokenizers_dir, out):
     dist.init_process_group("gloo", init_method=f"file://{pg}", rank=rank, world_size=2)
     torch.set_num_threads(1)
     train(
-        tiny_cfg(tokenizers_dir, steps=6, eval_interval=6, checkpoint_interval=6),
+        tiny_cfg(tokenizers_dir, **DDP_STOP),
         out,
         progress=False,
     )
@@ -254,11 +259,14 @@ def test_two_gloo_processes_match_one(tmp_path, tokenizers_dir):
         join=True,
     )
     one = train(
-        tiny_cfg(tokenizers_dir, steps=6, eval_interval=6, checkpoint_interval=6),
+        tiny_cfg(tokenizers_dir, **DDP_STOP),
         tmp_path / "one",
         progress=False,
     )
     (two,) = list((tmp_path / "ddp").iterdir())
+    for run in (one, two):
+        final = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+        assert final["stop_reason"] == "converged" and final["step"] == 6
     a = torch.load(one / "final_model.pt", weights_only=True)
     b = torch.load(two / "final_model.pt", weights_only=True)
     # Adam divides by sqrt(v): float-rounding differences in near-zero gradients can flip an
