@@ -1,6 +1,7 @@
 """Transformer runs: typed config, the notebook's loading code, resume, DDP, bad input."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -289,7 +290,10 @@ def _grad_worker(rank, pg, out):
     if rank == 0:
         torch.save({n: p.grad for n, p in model.named_parameters()}, out)
     dist.barrier()  # no rank tears gloo down while another is still talking
-    dist.destroy_process_group()
+    # the gradients are on disk: leave without C++ destructors, which aborted a worker about one
+    # run in ten on torch 2.13 ("terminate called without an active exception", a joinable
+    # thread of the DDP reducer or of gloo destroyed at exit), failing the test after its work
+    os._exit(0)
 
 
 def _small_model():
