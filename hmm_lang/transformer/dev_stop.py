@@ -2,9 +2,9 @@
 
 The dev stories are carved from the training stories with :func:`hmm_lang.devsplit.dev_mask`
 (with ``train.dev_seed`` and ``train.dev_fraction`` at their defaults, 0 and 5%, the stories an
-HMM fit on the same split carves off with its defaults), removed from
-the stories the sampler draws from, and scored at every evaluation. The weights of the best dev
-evaluation are the run's final model; the validation split is scored once, at the end.
+HMM fit on the same split carves off with its defaults), removed from the stories the sampler
+draws from, and scored at every evaluation. The weights of the best dev evaluation are the
+run's final model; the validation split is scored once, at the end.
 """
 
 from __future__ import annotations
