@@ -129,11 +129,10 @@ def _same_config(run_dir: Path, cfg) -> bool:
     older config is not continued but retrained."""
     import yaml
 
+    from hmm_lang.transformer.checkpoints import config_diff
+
     saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    want = cfg.to_dict()
-    for d in (saved, want):
-        d.get("model", {}).pop("d_vocab", None)
-    return saved == want
+    return all(d.startswith("model.d_vocab:") for d in config_diff(saved, cfg.to_dict()))
 
 
 def stage_transformer(state: RunState) -> None:

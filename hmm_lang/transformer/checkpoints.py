@@ -97,7 +97,7 @@ def check_resume(run_dir: Path, digests: dict, cfg: RunConfig, ckpt: Path | None
             "training story); start a new run"
         )
     if isinstance(old, dict):
-        diffs = _diff(old, cfg.to_dict())
+        diffs = config_diff(old, cfg.to_dict())
         if diffs:
             raise HmmLangError(
                 f"cannot resume {run_dir}: config.yaml was edited since {ckpt.name} "
@@ -105,12 +105,13 @@ def check_resume(run_dir: Path, digests: dict, cfg: RunConfig, ckpt: Path | None
             )
 
 
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+def config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every (dotted) key whose value differs between two config dicts."""
     out = []
     for k in sorted(set(a) | set(b)):
         x, y = a.get(k), b.get(k)
         if isinstance(x, dict) and isinstance(y, dict):
-            out += _diff(x, y, f"{prefix}{k}.")
+            out += config_diff(x, y, f"{prefix}{k}.")
         elif x != y:
             out.append(f"{prefix}{k}: {x!r} -> {y!r}")
     return out

@@ -253,15 +253,15 @@ def train(
                     "tokens_per_s": tok_s,
                 },
             )
-        converged = False
-        if rank == 0 and (done % tc.eval_interval == 0 or done == total):
+        converged, evaluating = False, done % tc.eval_interval == 0 or done == total
+        if rank == 0 and evaluating:
             record = _eval(model, dev_stream, bos, cfg, device, tc.eval_stories, "dev")
             dev_stop.update(done, record["dev_nats_per_token"], model)
             _log_metrics(run_dir, {"step": done, **record})
             postfix["dev"] = f"{record['dev_nats_per_token']:.3f}"
             bar.set_postfix(postfix)
             converged = dev_stop.converged
-        if world > 1 and (done % tc.eval_interval == 0 or done == total):
+        if world > 1 and evaluating:
             flag = [converged]  # rank 0 evaluated: every rank stops at the same step
             dist.broadcast_object_list(flag, src=0)
             converged = flag[0]
