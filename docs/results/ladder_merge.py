@@ -2,10 +2,11 @@
 
 Used when a rung was run later in its own ladder folder (same data, split and vocab size, so the
 same validation stories and the same KN5: the paired differences stay valid). A row of the same
-vocab size and model name is replaced.
+vocab size and model name is replaced; ``--drop`` removes rows that the copied ones supersede
+(e.g. a partial seed set once all seeds are in one row).
 
     python docs/results/ladder_merge.py docs/results/ladder_1024.csv NEW/ladder.csv \
-        --families transformer [--vocab-sizes 1024] [--suffix " (seeds 1, 2)"]
+        --families transformer [--vocab-sizes 1024] [--suffix " (seeds 1, 2)"] [--drop MODEL ...]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main() -> None:
     ap.add_argument("--vocab-sizes", nargs="*", type=int, default=None)
     ap.add_argument("--models", nargs="*", default=None, help="only these model names")
     ap.add_argument("--suffix", default="", help="appended to the copied rows' model names")
+    ap.add_argument("--drop", nargs="*", default=[], help="base rows (model names) to remove")
     args = ap.parse_args()
     base, new = read_ladder_csv(args.base), read_ladder_csv(args.new)
     kn5 = {r["vocab_size"]: r["bits_per_byte"] for r in base if r["model"] == "KN 5-gram"}
@@ -47,8 +49,13 @@ def main() -> None:
                 f"error: {args.new} has no KN 5-gram equal to {args.base}'s at V={r['vocab_size']}; "
                 "rows of another split cannot be merged"
             )
+    missing = set(args.drop) - {r["model"] for r in base}
+    if missing:
+        raise SystemExit(f"error: --drop {sorted(missing)}: no such rows in {args.base}")
     keys = {(r["vocab_size"], r["model"]) for r in take}
-    rows = [r for r in base if (r["vocab_size"], r["model"]) not in keys] + take
+    rows = [
+        r for r in base if (r["vocab_size"], r["model"]) not in keys and r["model"] not in args.drop
+    ] + take
     write_csv(args.base, rows)
     args.base.with_suffix(".md").write_text(markdown_table(rows))
 
