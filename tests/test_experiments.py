@@ -301,11 +301,11 @@ def test_a_stopped_ladder_resumes_from_its_saved_fits(
 
     real, calls = fit_cache.fit_hmm, []
 
-    def second_fit_killed(train, valid, cfg):
+    def second_fit_killed(train, valid, cfg, **kw):
         calls.append(cfg)
         if len(calls) == 2:
             raise KeyboardInterrupt  # Ctrl-C during the cloned fit, after the dense one ended
-        return real(train, valid, cfg)
+        return real(train, valid, cfg, **kw)
 
     monkeypatch.setattr(fit_cache, "fit_hmm", second_fit_killed)
     cfg = LadderConfig(
@@ -325,7 +325,9 @@ def test_a_stopped_ladder_resumes_from_its_saved_fits(
     assert len(list((run_dir / "fits").glob("*.npz"))) == 1  # the dense fit, saved as it ended
 
     calls.clear()
-    monkeypatch.setattr(fit_cache, "fit_hmm", lambda t, v, c: calls.append(c) or real(t, v, c))
+    monkeypatch.setattr(
+        fit_cache, "fit_hmm", lambda t, v, c, **kw: calls.append(c) or real(t, v, c, **kw)
+    )
     out, rows = run_ladder(corpus, tokenizers_dir, cfg, tmp_path / "unused", resume=run_dir)
     assert out == run_dir and is_complete(run_dir) and not (tmp_path / "unused").exists()
     assert len(calls) == 1 and calls[0].cloned  # only the unfinished fit ran
@@ -352,6 +354,51 @@ def test_a_stopped_ladder_resumes_from_its_saved_fits(
 
     with pytest.raises(HmmLangError, match="not a ladder folder"):
         run_ladder(corpus, tokenizers_dir, cfg, tmp_path, resume=tmp_path / "a")
+
+
+def test_a_fit_killed_mid_em_continues_from_its_saved_state(
+    tmp_path, corpus, tokenizers_dir, monkeypatch
+):
+    """A ladder killed in the middle of a fit's EM goes on from the saved EM state, and ends
+    with the row an uninterrupted ladder gives; the state files go once the fit is saved."""
+    from hmm_lang.experiments.ladder import ladder_rows
+    from hmm_lang.hmm import em
+
+    cfg = LadderConfig(
+        vocab_sizes=(1024,),
+        ngram_orders=(1,),
+        hmm_states=(4,),
+        seeds=(0,),
+        cloned_clones=(2,),
+        cloned_allocation="uniform",
+        max_iters=8,
+        tol=0.0,  # no early stop: the kill lands mid-EM
+        max_train_stories=150,
+        n_boot=50,
+    )
+    whole = ladder_rows(corpus, tokenizers_dir, cfg)
+    monkeypatch.setattr(em, "CHECKPOINT_SECONDS", 0.0)  # save after every iteration
+    real, calls = em.e_step, []
+
+    def killed_at_fifth(*a, **kw):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(em, "e_step", killed_at_fifth)
+    fits = tmp_path / "fits"
+    with pytest.raises(KeyboardInterrupt):
+        ladder_rows(corpus, tokenizers_dir, cfg, fits_dir=fits)
+    (state,) = fits.glob("*.partial.restart0.pt")  # the dense fit's EM after 4 iterations
+    assert not list(fits.glob("*.npz"))
+    calls.clear()
+    rows = ladder_rows(corpus, tokenizers_dir, cfg, fits_dir=fits)
+    assert len(calls) == 8 - 4  # the dense fit ran only its last iterations
+    assert not list(fits.glob("*.pt")) and len(list(fits.glob("*.npz"))) == 2
+    for a, b in zip(rows, whole, strict=True):
+        assert a["model"] == b["model"] and a.get("iterations") == b.get("iterations")
+        assert a["bits_per_byte"] == b["bits_per_byte"]  # bit for bit: EM is deterministic
 
 
 def test_fit_keys_follow_data_and_settings(corpus, tokenizers_dir):

@@ -142,7 +142,8 @@ def register(sub) -> None:
         "--resume",
         default=None,
         metavar="LADDER_DIR",
-        help="continue in this earlier ladder folder: its finished HMM fits are reused",
+        help="continue in this earlier ladder folder: its finished HMM fits are reused, "
+        "and a fit cut off mid-EM goes on from its saved EM state",
     )
     q.set_defaults(func=cmd_ladder)
     q = exp.add_parser("starts", help="EM curves of each HMM start on the dev split")

@@ -9,6 +9,9 @@ determines it: the content of the training and validation token streams
 ``devsplit.py``, ``ngram*.py``, ``scoring.py``). A fit with the same key is read back instead
 of fitted again; a change of data, tokenizer, setting or fitting code gives a new key, so a
 stale fit is never reused (an edit of a comment there refits too: safe, not minimal).
+While a fit runs, its EM state is saved after every iteration as ``<key>.partial.<run>.pt``
+(:mod:`hmm_lang.hmm.em_checkpoint`), so a fit stopped part-way (a dense K=1024 fit runs for
+hours) continues from its last iteration; those files go once the finished fit is saved.
 """
 
 from __future__ import annotations
@@ -127,9 +130,14 @@ class FitCache:
             else:
                 log.info("reusing the saved fit %s (%d states)", path.name, rec.n_states)
                 return rec
-        rec = FitRecord.of(fit_hmm(train, valid, cfg))
+        # EM state mid-fit, so that a fit stopped part-way continues from its last iteration
+        partial = self.folder / f"{path.stem}.partial"
+        rec = FitRecord.of(fit_hmm(train, valid, cfg, checkpoint=partial))
         try:
             rec.save(path)
         except OSError as e:  # the fit itself is good: go on without keeping it
             log.warning("could not save the fit to %s (%s); a resume will fit it again", path, e)
+        else:
+            for f in self.folder.glob(f"{partial.name}.*.pt"):  # the finished fit replaces them
+                f.unlink(missing_ok=True)
         return rec

@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import torch
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.batching import LaneBatch
+from hmm_lang.hmm.em_checkpoint import EMState, load_em_state, save_em_state
 from hmm_lang.hmm.inference import HMMStats, expected_counts, log_likelihood
 from hmm_lang.hmm.model import CategoricalHMM
 from hmm_lang.hmm.monitor import ConvergenceMonitor, IterationRecord
@@ -30,6 +32,9 @@ from hmm_lang.hmm.monitor import ConvergenceMonitor, IterationRecord
 log = logging.getLogger(__name__)
 
 Reducer = Callable[[HMMStats], HMMStats]
+# seconds between saves of the EM state: a dense K=1024 state is ~120 MB, a 65,536-state cloned
+# one ~1 GB, so not every iteration; a kill loses at most about this much work
+CHECKPOINT_SECONDS = 300.0
 M = TypeVar("M")
 
 
@@ -71,6 +76,7 @@ class EMResult(Generic[M]):
     best_iteration: int  # index of the kept parameters in the history (len(history): after it)
     stop_reason: str
     stats: Any = None  # the E-step statistics whose M-step gave ``hmm`` (None: the start)
+    resumed_seconds: float = 0.0  # wall seconds spent before a resume (0: not resumed)
 
     @property
     def iterations(self) -> int:
@@ -88,17 +94,41 @@ def run_em(
     patience: int = 3,
     desc: str = "EM",
     progress: bool = True,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: float | None = None,
 ) -> EMResult[M]:
     """EM from ``model`` until the dev likelihood stops improving (see
     :class:`ConvergenceMonitor`). ``e_step_fn(model)`` returns statistics with
     ``log_likelihood`` and ``n_tokens``; ``m_step_fn(stats)`` the next model; ``dev_fn(model)``
-    the dev log-likelihood (nats) and token count."""
+    the dev log-likelihood (nats) and token count. With ``checkpoint``, the EM state is saved
+    there after an M-step once ``checkpoint_every`` seconds (default ``CHECKPOINT_SECONDS``)
+    have passed since the last save (a kill loses at most about that much), and a state found
+    there at the start is continued
+    (:mod:`hmm_lang.hmm.em_checkpoint`; the path must name this one fit)."""
     if max_iter < 1:
         raise HmmLangError(f"--max-iters must be at least 1, got {max_iter}")
     monitor = ConvergenceMonitor(tol=tol, max_iter=max_iter, patience=patience)
     produced_by = None  # statistics whose M-step gave `model`
     kept = (model, None, 0)
-    bar = tqdm(total=max_iter, desc=desc, unit="iter", disable=not progress, leave=False)
+    resumed_seconds = 0.0
+    state = load_em_state(checkpoint) if checkpoint is not None else None
+    if state is not None:
+        model, produced_by, kept, resumed_seconds = (
+            state.model, state.produced_by, state.kept, state.seconds
+        )  # fmt: skip
+        for record in state.history:  # replayed: the stop counters come back as they were
+            monitor.report(record)
+        log.info("%s: resuming after iteration %d from %s", desc, len(state.history), checkpoint)
+    every = CHECKPOINT_SECONDS if checkpoint_every is None else checkpoint_every
+    t_start = t_saved = time.perf_counter()
+    bar = tqdm(
+        total=max_iter,
+        initial=len(monitor.history),
+        desc=desc,
+        unit="iter",
+        disable=not progress,
+        leave=False,
+    )
     while True:
         t0 = time.perf_counter()
         stats = e_step_fn(model)
@@ -127,12 +157,16 @@ def run_em(
         if reason is not None:
             break
         model, produced_by = m_step_fn(stats), stats
+        if checkpoint is not None and time.perf_counter() - t_saved >= every:
+            spent = resumed_seconds + time.perf_counter() - t_start
+            save_em_state(checkpoint, EMState(model, produced_by, kept, monitor.history, spent))
+            t_saved = time.perf_counter()
     bar.close()
     if dev_fn is None:  # nothing to select on: the parameters after the last M-step
         kept = (m_step_fn(stats), stats, len(monitor.history))
     best, best_stats, best_it = kept
     log.info("%s: %d iterations, stop: %s, kept iteration %d", desc, it + 1, reason, best_it)
-    return EMResult(copy.copy(best), monitor, best_it, reason, best_stats)
+    return EMResult(copy.copy(best), monitor, best_it, reason, best_stats, resumed_seconds)
 
 
 def fit_em(
@@ -145,9 +179,10 @@ def fit_em(
     patience: int = 3,
     reduce: Reducer | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> EMResult[CategoricalHMM]:
     """Baum-Welch for a dense HMM from ``hmm``; with ``dev``, keep the parameters with the best
-    dev likelihood and stop when it stops improving."""
+    dev likelihood and stop when it stops improving (``checkpoint``: see :func:`run_em`)."""
     dtype = hmm.start.dtype
     return run_em(
         hmm,
@@ -160,4 +195,5 @@ def fit_em(
         patience=patience,
         desc=f"EM K={hmm.n_states}",
         progress=progress,
+        checkpoint=checkpoint,
     )

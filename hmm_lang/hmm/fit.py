@@ -280,10 +280,23 @@ def _tune_smoothing(res: EMResult, dev_b, cfg: HMMFitConfig):
     return best, c, ll
 
 
+def em_checkpoint_path(prefix: str | Path | None, part: str) -> Path | None:
+    """Where one EM run of a fit keeps its mid-fit state: ``<prefix>.<part>.pt`` (None: no
+    prefix, or a multi-process fit, whose processes would all write it)."""
+    if prefix is None or rank_and_world()[1] > 1:
+        return None
+    return Path(f"{prefix}.{part}.pt")
+
+
 def fit_dense(
-    train: TokenStream, valid: TokenStream | None, cfg: HMMFitConfig, progress: bool = True
+    train: TokenStream,
+    valid: TokenStream | None,
+    cfg: HMMFitConfig,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> FitResult:
-    """Dense HMM: start, restarts, batch (or online) EM, all choices on the dev split."""
+    """Dense HMM: start, restarts, batch (or online) EM, all choices on the dev split.
+    ``checkpoint``: a path prefix for mid-fit EM state (see :func:`fit_hmm`)."""
     t0 = time.perf_counter()
     check_fit_memory(cfg, train.vocab_size)
     fit_seqs, dev_seqs, dev_bytes = _sequences(train, valid, cfg)
@@ -294,6 +307,7 @@ def fit_dense(
     train_b = pack_lanes(local, bt, lane)
     dev_b = pack_lanes(dev_seqs, bt, lane)
     best = None
+    resumed = 0.0  # wall seconds of EM spent before a resume, in an earlier process
     for r in range(cfg.restarts):
         hmm = initial_hmm(
             cfg.init, fit_seqs, cfg.states, train.vocab_size, seed=cfg.seed + r, run=cfg.run
@@ -323,7 +337,9 @@ def fit_dense(
                 patience=cfg.patience,
                 reduce=all_reduce_stats,
                 progress=progress,
+                checkpoint=em_checkpoint_path(checkpoint, f"restart{r}"),
             )
+            resumed += res.resumed_seconds
             hmm, smoothing, ll = _tune_smoothing(res, dev_b, cfg)
             monitor, reason, best_it = res.monitor, res.stop_reason, res.best_iteration
         log.info("restart %d: dev %.4f nats/token", r, -ll / sum(len(s) for s in dev_seqs))
@@ -337,7 +353,7 @@ def fit_dense(
         monitor.as_dicts(),
         score(ll, sum(map(len, dev_seqs)), dev_bytes),
         valid_score,
-        time.perf_counter() - t0,
+        time.perf_counter() - t0 + resumed,
         sum(len(s) for s in fit_seqs),
         reason,
         len(monitor.history),
@@ -352,9 +368,15 @@ def fit_hmm(
     valid: TokenStream | None = None,
     cfg: HMMFitConfig | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> FitResult:
     """Fit a dense, cloned (``cfg.cloned``) or blocked (``cfg.blocked``) HMM to ``train``;
-    score ``valid`` once at the end."""
+    score ``valid`` once at the end.
+
+    ``checkpoint``: a path prefix; each EM run of the fit saves its state after every iteration
+    as ``<prefix>.<run>.pt``, and a fit started again with the same prefix continues from
+    there. The prefix must name this fit (same data, config and code); the files stay until
+    the caller removes them."""
     cfg = cfg or HMMFitConfig()
     if cfg.blocked:
         from hmm_lang.hmm.fit_blocked import fit_blocked
@@ -364,9 +386,9 @@ def fit_hmm(
             raise HmmLangError(
                 f"--clusters {cfg.clusters} exceeds the vocab size {train.vocab_size}"
             )
-        return fit_blocked(train, valid, cfg, progress)
+        return fit_blocked(train, valid, cfg, progress, checkpoint)
     if cfg.cloned:
         from hmm_lang.hmm.fit_cloned import fit_cloned
 
-        return fit_cloned(train, valid, cfg, progress)
-    return fit_dense(train, valid, cfg, progress)
+        return fit_cloned(train, valid, cfg, progress, checkpoint)
+    return fit_dense(train, valid, cfg, progress, checkpoint)

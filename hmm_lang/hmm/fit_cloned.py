@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from hmm_lang.hmm.fit import (
     _score_valid,
     _sequences,
     batch_tokens_for,
+    em_checkpoint_path,
     lane_len_for,
 )
 from hmm_lang.pretokenize import TokenStream
@@ -42,7 +44,7 @@ def tune_on_dev(model, stats, dev_b, smoothings, escapes):
     return ll, chosen, c, eps
 
 
-def _cloned_em(fit_seqs, dev_seqs, v, clones, cfg: HMMFitConfig, eos_id, progress):
+def _cloned_em(fit_seqs, dev_seqs, v, clones, cfg: HMMFitConfig, eos_id, progress, checkpoint):
     """One cloned-HMM fit at one allocation: EM to dev convergence, then the pseudocount and
     the escape mass chosen together on dev."""
     model = init_cloned_hmm(
@@ -55,16 +57,27 @@ def _cloned_em(fit_seqs, dev_seqs, v, clones, cfg: HMMFitConfig, eos_id, progres
         eos_id=eos_id,
     )
     # cloned steps hold (N, n, n) blocks: size the batch as for n^2 dense states
-    out = em_then_tune(model, model.max_clones**2, fit_seqs, dev_seqs, cfg, "cloned EM", progress)
+    out = em_then_tune(
+        model, model.max_clones**2, fit_seqs, dev_seqs, cfg, "cloned EM", progress, checkpoint
+    )
     log.info("cloned HMM: pseudocount %s, escape %g chosen on dev", *out[3].values())
     return out
 
 
-def em_then_tune(model, block_states: int, fit_seqs, dev_seqs, cfg: HMMFitConfig, desc, progress):
+def em_then_tune(
+    model,
+    block_states: int,
+    fit_seqs,
+    dev_seqs,
+    cfg: HMMFitConfig,
+    desc,
+    progress,
+    checkpoint: Path | None = None,
+):
     """EM on a cloned or blocked HMM (any model with ``expected_counts``, ``m_step``,
     ``log_likelihood``, ``log_prior``) until dev stops improving, then the pseudocount and the
     escape mass chosen together on dev. ``block_states`` sizes the batches (the (N, n, n)
-    blocks a step holds, as for that many dense states).
+    blocks a step holds, as for that many dense states); ``checkpoint``: see :func:`run_em`.
 
     Returns (dev log-likelihood, model, EMResult, {smoothing, escape}, batch tokens, lane)."""
     lane = lane_len_for(cfg, fit_seqs)
@@ -90,6 +103,7 @@ def em_then_tune(model, block_states: int, fit_seqs, dev_seqs, cfg: HMMFitConfig
         patience=cfg.patience,
         desc=f"{desc} S={model.n_states}",
         progress=progress,
+        checkpoint=checkpoint,
     )
     smoothings = sorted(set(SMOOTHING_GRID) | {cfg.smoothing})
     ll, chosen, c, eps = tune_on_dev(
@@ -105,15 +119,20 @@ def em_then_tune(model, block_states: int, fit_seqs, dev_seqs, cfg: HMMFitConfig
 
 
 def fit_cloned(
-    train: TokenStream, valid: TokenStream | None, cfg: HMMFitConfig, progress: bool = True
+    train: TokenStream,
+    valid: TokenStream | None,
+    cfg: HMMFitConfig,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> FitResult:
     """Cloned HMM: EM to dev convergence; pseudocount, escape mass and (with allocation auto)
-    uniform or frequency allocation chosen on dev."""
+    uniform or frequency allocation chosen on dev (``checkpoint``: see ``fit_hmm``)."""
     t0 = time.perf_counter()
     fit_seqs, dev_seqs, dev_bytes = _sequences(train, valid, cfg)
     v = train.vocab_size
     allocations = ("uniform", "frequency") if cfg.allocation == "auto" else (cfg.allocation,)
     best = None
+    resumed = 0.0  # wall seconds of EM spent before a resume, in an earlier process
     for alloc in allocations:
         if alloc == "frequency":
             # as many states as the uniform allocation, up to 2x the clones for frequent tokens
@@ -121,18 +140,21 @@ def fit_cloned(
             clones = allocate_clones(counts, v * cfg.clones, 2 * cfg.clones)
         else:
             clones = cfg.clones
-        out = _cloned_em(fit_seqs, dev_seqs, v, clones, cfg, train.eos_id, progress)
+        ckpt = em_checkpoint_path(checkpoint, alloc)
+        out = _cloned_em(fit_seqs, dev_seqs, v, clones, cfg, train.eos_id, progress, ckpt)
+        resumed += out[2].resumed_seconds
         log.info("allocation %s: dev %.4f nats/token", alloc, -out[0] / sum(map(len, dev_seqs)))
         if best is None or out[0] > best[1][0]:
             best = (alloc, out)
     alloc, out = best
     extra = {"allocation": alloc, "escape_model": cfg.escape_model}
-    return finish_fit(out, extra, valid, fit_seqs, dev_seqs, dev_bytes, t0)
+    return finish_fit(out, extra, valid, fit_seqs, dev_seqs, dev_bytes, t0 - resumed)
 
 
 def finish_fit(out, extra: dict, valid, fit_seqs, dev_seqs, dev_bytes: int, t0: float):
     """The kept fit ``out`` (as :func:`em_then_tune` returns it) with validation scored once,
-    here, at the end, as a :class:`FitResult`; ``extra`` joins its dev choices."""
+    here, at the end, as a :class:`FitResult`; ``extra`` joins its dev choices. ``t0``: when
+    the fit started (moved back by the seconds an earlier, resumed process spent)."""
     ll, model, res, choices, bt, lane = out
     valid_score, story_nats = _score_valid(model, valid, bt, lane)
     return FitResult(
