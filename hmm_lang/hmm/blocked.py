@@ -226,7 +226,8 @@ class BlockedHMM:
         return float(torch.log(scale).sum()), int(valid.sum())
 
     @torch.no_grad()
-    def expected_counts(self, batch: LaneBatch) -> BlockedStats:
+    def expected_counts(self, batch: LaneBatch, into: BlockedStats | None = None) -> BlockedStats:
+        """Expected counts of ``batch``, added to ``into`` (returned) when given."""
         m, n, width = self.n_clusters, self.block_size, self.emit.shape[2]
         blocks, eps = self._blocks_ext, self.escape
         counts = torch.zeros_like(blocks, dtype=torch.float64)
@@ -251,7 +252,8 @@ class BlockedHMM:
 
         ll, n_tok = self._backward_pass(batch, visit)
         emit = emit.view(m, width, n).transpose(1, 2).contiguous()
-        return BlockedStats(counts[:-1], start, emit, ll, n_tok)
+        stats = BlockedStats(counts[:-1], start, emit, ll, n_tok)
+        return stats if into is None else into.add_(stats)
 
     @torch.no_grad()
     def posteriors(self, batch: LaneBatch) -> torch.Tensor:

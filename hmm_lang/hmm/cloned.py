@@ -78,6 +78,25 @@ class ClonedHMM:
     escape: float = 1e-2
     escape_parameters: int = 0  # free parameters of the escape model (counted in n_parameters)
 
+    def __post_init__(self):
+        # the blocks live in a (B + 1, n, n) table whose last block is all zeros (the block of
+        # an unseen bigram), ``blocks`` a view of its first B: a step gathers table[bid] with no
+        # second copy of the table (at 65,536 states and V=2048 one copy is 1.9 GB)
+        b = self.blocks
+        base = b._base
+        if (
+            base is not None
+            and base.shape == (b.shape[0] + 1, *b.shape[1:])
+            and base.data_ptr() == b.data_ptr()
+            and not base[-1].any()
+        ):
+            self._table = base
+        else:
+            table = torch.empty((b.shape[0] + 1, *b.shape[1:]), dtype=b.dtype)
+            table[:-1] = b
+            table[-1] = 0
+            self._table, self.blocks = table, table[:-1]
+
     @property
     def vocab_size(self) -> int:
         return self.start.shape[0]
@@ -129,12 +148,11 @@ class ClonedHMM:
         idx = torch.searchsorted(self.bigrams, key).clamp(max=len(self.bigrams) - 1)
         return torch.where(self.bigrams[idx] == key, idx, len(self.bigrams))
 
-    @functools.cached_property
+    @property
     def _blocks_ext(self) -> torch.Tensor:
-        """(B + 1, n, n) the blocks plus an all-zero block for unseen bigrams (built once: the
-        parameters of a ClonedHMM never change; an M-step returns a new model)."""
-        zero = torch.zeros(1, self.max_clones, self.max_clones, dtype=self.blocks.dtype)
-        return torch.cat([self.blocks, zero])
+        """(B + 1, n, n) the blocks plus an all-zero block for unseen bigrams (the parameters
+        of a ClonedHMM never change; an M-step returns a new model)."""
+        return self._table
 
     def _prepare(self, batch: LaneBatch):
         tokens = batch.tokens.t().contiguous()  # (T, N)
@@ -188,11 +206,20 @@ class ClonedHMM:
         return total, n_tok
 
     @torch.no_grad()
-    def expected_counts(self, batch: LaneBatch) -> ClonedStats:
+    def expected_counts(self, batch: LaneBatch, into: ClonedStats | None = None) -> ClonedStats:
+        """Expected counts of ``batch``, added to ``into`` (returned) when given: an E-step
+        over many batches holds one (B, n, n) float64 table, not two."""
         alphas, scale, (tokens, valid, restart, bid) = self._forward(batch, keep=True)
         blocks, eps = self._blocks_ext, self.escape
-        counts = torch.zeros_like(blocks, dtype=torch.float64)
-        start_counts = torch.zeros(self.start.shape, dtype=torch.float64)
+        n_seen = len(self.bigrams)
+        if into is None:
+            into = ClonedStats(
+                torch.zeros(self.blocks.shape, dtype=torch.float64),
+                torch.zeros(self.start.shape, dtype=torch.float64),
+                0.0,
+                0,
+            )
+        counts, start_counts = into.blocks, into.start
         beta = torch.ones(tokens.shape[1], self.max_clones, dtype=self.blocks.dtype)
         sc = scale.to(self.blocks.dtype)
         for t in range(tokens.shape[0] - 1, -1, -1):
@@ -208,14 +235,18 @@ class ClonedHMM:
             blk = blocks[bid[t]]  # (N, n, n)
             e = self.escape_of(tokens[t - 1])[:, None]  # (N, 1): eps, or 1 out of a leaf
             xi = ((1 - e) * alphas[t - 1]).unsqueeze(2) * blk * w.unsqueeze(1)
-            counts.index_add_(0, bid[t], xi.double())
+            seen = bid[t] < n_seen  # unseen bigrams (the zero block) have no counts to keep
+            if bool(seen.all()):
+                counts.index_add_(0, bid[t], xi.double())
+            else:
+                counts.index_add_(0, bid[t][seen], xi[seen].double())
             back = (1 - e) * torch.bmm(blk, w.unsqueeze(2)).squeeze(2)
             q = self.escape_next[tokens[t - 1], tokens[t]]  # (N,)
             back = back + e * q[:, None] * (self.share[tokens[t]] * w).sum(-1, keepdim=True)
             beta = torch.where(restart[t, :, None], torch.ones_like(beta), back)
-        return ClonedStats(
-            counts[:-1], start_counts, float(torch.log(scale).sum()), int(valid.sum())
-        )
+        into.log_likelihood += float(torch.log(scale).sum())
+        into.n_tokens += int(valid.sum())
+        return into
 
     def log_prior(self, smoothing: float) -> float:
         """Dirichlet(1 + smoothing) log density of the active parameters, up to a constant."""
@@ -223,27 +254,36 @@ class ClonedHMM:
             return 0.0
         u = (self.bigrams // self.vocab_size).long()
         v = (self.bigrams % self.vocab_size).long()
-        pair = self.active[u].unsqueeze(2) & self.active[v].unsqueeze(1)
-        blocks = torch.log(self.blocks.double()[pair]).sum()
-        start = torch.log(self.start.double()[self.active]).sum()
-        return smoothing * float(blocks + start)
+        blocks = 0.0
+        for a in range(0, len(u), PRIOR_CHUNK):  # chunks: no float64 copy of the whole table
+            pair = self.active[u[a : a + PRIOR_CHUNK]].unsqueeze(2) & self.active[
+                v[a : a + PRIOR_CHUNK]
+            ].unsqueeze(1)
+            blocks += float(torch.log(self.blocks[a : a + PRIOR_CHUNK][pair].double()).sum())
+        start = float(torch.log(self.start.double()[self.active]).sum())
+        return smoothing * (blocks + start)
 
     def m_step(self, stats: ClonedStats, smoothing: float = 0.0) -> ClonedHMM:
         """Re-normalise the block counts per source clone (over every block of its token)."""
         mask = self.active
         u = (self.bigrams // self.vocab_size).long()
         v = (self.bigrams % self.vocab_size).long()
-        pair_mask = (mask[u].unsqueeze(2) & mask[v].unsqueeze(1)).double()
-        c = (stats.blocks + smoothing) * pair_mask
+        # in place on one float64 copy of the counts (at 65,536 states the table is GBs)
+        c = stats.blocks + smoothing
+        c.mul_(mask[u].unsqueeze(2) & mask[v].unsqueeze(1))
         rows = torch.zeros(self.vocab_size, self.max_clones, dtype=torch.float64)
         rows.index_add_(0, u, c.sum(2))
         denom = rows[u].unsqueeze(2)
-        blocks = torch.where(denom > 0, c / denom.clamp(min=1e-300), 0.0)
+        c.div_(denom.clamp(min=1e-300)).mul_(denom > 0)
+        table = torch.empty((len(u) + 1, *c.shape[1:]), dtype=self.blocks.dtype)
+        table[:-1] = c
+        table[-1] = 0
+        del c
         start = (stats.start + smoothing) * mask
         start = start / start.sum()
         return ClonedHMM(
             self.bigrams,
-            blocks.to(self.blocks.dtype),
+            table[:-1],
             start.to(self.start.dtype),
             self.escape_next,
             self.escape_first,
@@ -356,6 +396,7 @@ class ClonedHMM:
 
 
 ESCAPE_MODELS = ("kn-bigram", "unigram")
+PRIOR_CHUNK = 4096  # blocks per slice in log_prior
 
 
 def escape_distributions(

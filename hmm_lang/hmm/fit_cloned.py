@@ -88,8 +88,7 @@ def em_then_tune(
     def e_step(m):
         stats = None
         for b in batches:  # one batch built at a time (PackedBatches is lazy on large data)
-            s = m.expected_counts(b)
-            stats = s if stats is None else stats.add_(s)
+            stats = m.expected_counts(b, into=stats)  # summed in place: one table, not two
         return stats
 
     res = run_em(
