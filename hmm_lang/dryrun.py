@@ -18,6 +18,10 @@ from hmm_lang.errors import HmmLangError
 from hmm_lang.memory import GiB, available_bytes
 from hmm_lang.pipeline import PROFILES, Profile
 
+# fits per cloned HMM: one per EM pseudocount, len(LadderConfig.cloned_smoothings) (not imported:
+# the plan stays free of torch; a test checks the two agree)
+CLONED_EM_FITS = 2
+
 
 @dataclass
 class Part:
@@ -229,6 +233,7 @@ def _ladder(c) -> StagePlan:
         cost[family] = [s + seconds, max(r, E.BASE_RAM + ram)]
 
     hs = min(p.hmm_train_stories or d.train_stories, d.train_stories)
+    n_smooth = CLONED_EM_FITS
     # as stages.ladder_config: the profile's ladder vocab sizes and the transformer's (the largest)
     ladder_v = sorted({*(p.ladder_vocab_sizes or p.vocab_sizes), max(p.vocab_sizes)})
     for vs in ladder_v:
@@ -244,7 +249,8 @@ def _ladder(c) -> StagePlan:
         for cl in p.cloned_clones:  # allocation auto: uniform (n) and frequency (up to 2n)
             for b in (cl, 2 * cl if cl > 1 else 1):
                 ram = E.block_hmm_bytes(b, bigrams, vs, h, hs)
-                add("cloned", E.block_em_seconds(b, fit, block_its), ram)
+                # one fit per EM pseudocount (LadderConfig.cloned_smoothings)
+                add("cloned", n_smooth * E.block_em_seconds(b, fit, block_its), ram)
         for k in p.blocked_states:
             m = min(p.blocked_clusters, k)
             ram = E.block_hmm_bytes(k // m, min(m * m, bigrams), vs, h, hs)
@@ -258,7 +264,8 @@ def _ladder(c) -> StagePlan:
         "n-grams": f"unigram, KN {_list(p.ngram_orders)}: ~{_n(grams)} {top}-grams at V={v}, "
         f"model {_size(model)} memory-mapped",
         "dense": f"K={_list(p.hmm_states)}, {seeds}",
-        "cloned": f"{_list(p.cloned_clones)} clones x 2 allocations; ~{_n(blocks)} blocks at V={v}",
+        "cloned": f"{_list(p.cloned_clones)} clones x 2 allocations x {CLONED_EM_FITS} "
+        f"EM pseudocounts; ~{_n(blocks)} blocks at V={v}",
         "blocked": f"K={_list(p.blocked_states)}, {p.blocked_clusters} clusters",
     }
     parts = []

@@ -164,3 +164,10 @@ def test_cost_model_matches_the_repository_measurements():
         assert all(c <= min(4096**order, n) for c, n in zip(counts, sizes, strict=True))
     # dense EM at K=256 runs at ~190k tokens/s on the reference machine (README, Benchmarks)
     assert 1 / E.dense_em_seconds(256, 1, 1) == pytest.approx(190_000, rel=0.1)
+
+
+def test_the_plan_counts_one_cloned_fit_per_em_pseudocount():
+    from hmm_lang.dryrun import CLONED_EM_FITS
+    from hmm_lang.experiments.ladder import LadderConfig
+
+    assert CLONED_EM_FITS == len(LadderConfig().cloned_smoothings)

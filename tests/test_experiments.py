@@ -314,6 +314,7 @@ def test_a_stopped_ladder_resumes_from_its_saved_fits(
         hmm_states=(4,),
         seeds=(0,),
         cloned_clones=(2,),
+        cloned_smoothings=(1e-3,),  # one cloned fit
         max_iters=2,
         max_train_stories=150,
         n_boot=50,
@@ -371,6 +372,7 @@ def test_a_fit_killed_mid_em_continues_from_its_saved_state(
         seeds=(0,),
         cloned_clones=(2,),
         cloned_allocation="uniform",
+        cloned_smoothings=(1e-3,),
         max_iters=8,
         tol=0.0,  # no early stop: the kill lands mid-EM
         max_train_stories=150,
@@ -399,6 +401,36 @@ def test_a_fit_killed_mid_em_continues_from_its_saved_state(
     for a, b in zip(rows, whole, strict=True):
         assert a["model"] == b["model"] and a.get("iterations") == b.get("iterations")
         assert a["bits_per_byte"] == b["bits_per_byte"]  # bit for bit: EM is deterministic
+
+
+def test_the_cloned_em_pseudocount_is_chosen_on_dev(corpus, tokenizers_dir, monkeypatch):
+    """Each EM pseudocount is fitted; the row is the one best on dev (never on validation),
+    and its seconds count every fit tried."""
+    from hmm_lang.experiments import ladder
+
+    seen, real = [], ladder.best_on_dev
+    monkeypatch.setattr(ladder, "best_on_dev", lambda f, s: seen.append((f, s)) or real(f, s))
+    cfg = LadderConfig(
+        vocab_sizes=(1024,),
+        ngram_orders=(1,),
+        hmm_states=(),
+        seeds=(0,),
+        cloned_clones=(2,),
+        cloned_allocation="uniform",
+        cloned_smoothings=(1e-5, 1.0),
+        max_iters=3,
+        max_train_stories=150,
+        n_boot=50,
+    )
+    rows = ladder.ladder_rows(corpus, tokenizers_dir, cfg)
+    (row,) = [r for r in rows if r["family"] == "cloned HMM"]
+    ((fits, smoothings),) = seen
+    dev = [f.dev_bits_per_byte for f in fits]
+    best = int(np.argmin(dev))
+    assert len(fits) == 2 and dev[0] != dev[1]
+    assert row["choices"]["em_smoothing"] == smoothings[best]
+    assert row["bits_per_byte"] == pytest.approx(fits[best].valid_bits_per_byte, rel=1e-9)
+    assert row["seconds"] == pytest.approx(sum(f.seconds for f in fits), abs=0.01)
 
 
 def test_fit_keys_follow_data_and_settings(corpus, tokenizers_dir):

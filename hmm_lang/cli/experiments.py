@@ -19,6 +19,7 @@ def cmd_ladder(args) -> None:
         patience=args.patience,
         cloned_clones=tuple(args.clones),
         cloned_allocation=args.allocation,
+        cloned_smoothings=tuple(args.cloned_smoothing),
         blocked_states=tuple(args.blocked_states),
         blocked_clusters=args.blocked_clusters,
         blocked_block_size=args.blocked_block_size,
@@ -133,6 +134,13 @@ def register(sub) -> None:
         "--multi-seed-max-states", type=int, default=256, help="larger K get the first seed only"
     )
     q.add_argument("--allocation", choices=["uniform", "frequency", "auto"], default="auto")
+    q.add_argument(
+        "--cloned-smoothing",
+        type=float,
+        nargs="+",
+        default=[1e-5, 1e-3],
+        help="EM pseudocounts of cloned HMMs: each is fitted, the best on dev kept",
+    )
     q.add_argument("--n-boot", type=int, default=1000, help="story-bootstrap resamples")
     q.add_argument("--max-train-stories", type=int, default=None)
     q.add_argument("--runs", nargs="*", default=[], help="trained transformer run folders")

@@ -37,7 +37,7 @@ from hmm_lang.scoring import Score, check_vocab, score
 
 log = logging.getLogger(__name__)
 
-SMOOTHING_GRID = (1e-4, 1e-3, 1e-2, 0.1)  # final-M-step pseudocounts tried on dev
+SMOOTHING_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1)  # final-M-step pseudocounts tried on dev
 ESCAPE_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.3, 0.5, 0.7)
 ALLOCATIONS = ("uniform", "frequency", "auto")
 
