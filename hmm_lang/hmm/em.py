@@ -131,6 +131,12 @@ def run_em(
     )
     while True:
         t0 = time.perf_counter()
+        dev = dev_fn(model) if dev_fn is not None else None
+        if dev is not None and not dev[0] > monitor.best_dev:
+            # `model` will not be kept: free the statistics that made it before the E-step
+            # builds new ones (a 65,536-state cloned table is GBs; three at once ran out of RAM)
+            produced_by = None
+        stats = None  # the previous statistics live on only through produced_by / kept
         stats = e_step_fn(model)
         if not math.isfinite(stats.log_likelihood):
             raise HmmLangError(
@@ -141,8 +147,8 @@ def run_em(
         record = IterationRecord(
             it, stats.log_likelihood, prior_fn(model) if prior_fn else 0.0, stats.n_tokens, 0.0
         )
-        if dev_fn is not None:
-            record.dev_log_likelihood, record.dev_tokens = dev_fn(model)
+        if dev is not None:
+            record.dev_log_likelihood, record.dev_tokens = dev
         record.seconds = time.perf_counter() - t0
         monitor.report(record)
         if monitor.best_iteration == it:
