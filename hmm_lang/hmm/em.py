@@ -119,6 +119,7 @@ def run_em(
         for record in state.history:  # replayed: the stop counters come back as they were
             monitor.report(record)
         log.info("%s: resuming after iteration %d from %s", desc, len(state.history), checkpoint)
+        state = None  # its tables live on only where EM still needs them (GBs at 65,536 states)
     every = CHECKPOINT_SECONDS if checkpoint_every is None else checkpoint_every
     t_start = t_saved = time.perf_counter()
     bar = tqdm(
