@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 Reducer = Callable[[HMMStats], HMMStats]
 # seconds between saves of the EM state: a dense K=1024 state is ~120 MB, a 65,536-state cloned
-# one ~1 GB, so not every iteration; a kill loses at most about this much work
+# one up to 11 GB (V=2048, frequency allocation), so not every iteration; a kill loses at most
+# about this much work
 CHECKPOINT_SECONDS = 300.0
 M = TypeVar("M")
 

@@ -33,13 +33,16 @@ def tune_on_dev(model, stats, dev_b, smoothings, escapes):
     """The final M-step redone at each pseudocount (``stats`` None: ``model`` as it is), each
     with every escape mass; the best pair on dev, as (dev log-likelihood, model, pseudocount,
     escape). For cloned and blocked HMMs."""
-    tried = []
+    best = None
     for c in smoothings if stats is not None else [None]:
         cand = model if stats is None else model.m_step(stats, c)
         for eps in escapes:
             cand.escape = eps  # the escape mass is read per pass; no cached state depends on it
-            tried.append((cand.log_likelihood(dev_b)[0], c, eps, cand))
-    ll, c, eps, chosen = max(tried, key=lambda t: t[0])
+            ll = cand.log_likelihood(dev_b)[0]
+            if best is None or ll > best[0]:  # the first of equals, as max() would
+                best = (ll, c, eps, cand)
+        cand = None  # only the best candidate is kept: each is GBs at 65,536 states
+    ll, c, eps, chosen = best
     chosen.escape = eps
     return ll, chosen, c, eps
 
