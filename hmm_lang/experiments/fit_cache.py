@@ -9,9 +9,9 @@ determines it: the content of the training and validation token streams
 ``devsplit.py``, ``ngram*.py``, ``scoring.py``). A fit with the same key is read back instead
 of fitted again; a change of data, tokenizer, setting or fitting code gives a new key, so a
 stale fit is never reused (an edit of a comment there refits too: safe, not minimal).
-While a fit runs, its EM state is saved after every iteration as ``<key>.partial.<run>.pt``
+While a fit runs, its EM state is saved every few minutes as ``<key>.partial.<run>.pt``
 (:mod:`hmm_lang.hmm.em_checkpoint`), so a fit stopped part-way (a dense K=1024 fit runs for
-hours) continues from its last iteration; those files go once the finished fit is saved.
+hours) continues from its last saved iteration; those files go once the finished fit is saved.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class FitCache:
             else:
                 log.info("reusing the saved fit %s (%d states)", path.name, rec.n_states)
                 return rec
-        # EM state mid-fit, so that a fit stopped part-way continues from its last iteration
+        # EM state mid-fit, so that a fit stopped part-way continues from its last saved state
         partial = self.folder / f"{path.stem}.partial"
         rec = FitRecord.of(fit_hmm(train, valid, cfg, checkpoint=partial))
         try:

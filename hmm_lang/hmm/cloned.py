@@ -92,10 +92,8 @@ class ClonedHMM:
         ):
             self._table = base
         else:
-            table = torch.empty((b.shape[0] + 1, *b.shape[1:]), dtype=b.dtype)
-            table[:-1] = b
-            table[-1] = 0
-            self._table, self.blocks = table, table[:-1]
+            self._table = with_zero_block(b, b.dtype)
+            self.blocks = self._table[:-1]
 
     @property
     def vocab_size(self) -> int:
@@ -275,9 +273,7 @@ class ClonedHMM:
         rows.index_add_(0, u, c.sum(2))
         denom = rows[u].unsqueeze(2)
         c.div_(denom.clamp(min=1e-300)).mul_(denom > 0)
-        table = torch.empty((len(u) + 1, *c.shape[1:]), dtype=self.blocks.dtype)
-        table[:-1] = c
-        table[-1] = 0
+        table = with_zero_block(c, self.blocks.dtype)
         del c
         start = (stats.start + smoothing) * mask
         start = start / start.sum()
@@ -393,6 +389,14 @@ class ClonedHMM:
             int(d.get("escape_parameters", 0)),
         )
         return model, d.get("config", {})
+
+
+def with_zero_block(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B + 1, n, n) ``blocks`` cast to ``dtype``, then one all-zero block (an unseen bigram's)."""
+    table = torch.empty((blocks.shape[0] + 1, *blocks.shape[1:]), dtype=dtype)
+    table[:-1] = blocks
+    table[-1] = 0
+    return table
 
 
 ESCAPE_MODELS = ("kn-bigram", "unigram")
