@@ -128,7 +128,7 @@ def _model_stage(name: str, stream, valid, args) -> dict:
             stats = e_step(hmm, batches)
             m_step(stats, 1e-3)
         else:
-            from hmm_lang.hmm.cloned import init_cloned_hmm
+            from hmm_lang.hmm.cloned_init import init_cloned_hmm
 
             model = init_cloned_hmm(seqs, stream.vocab_size, 4, eos_id=stream.eos_id)
             t0 = time.perf_counter()

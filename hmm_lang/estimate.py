@@ -36,7 +36,7 @@ Where each constant comes from:
   not with text).
 * Bytes per token or per story of the code's own arrays (``LANE_*``, ``HMM_*``, ``NGRAM_*``),
   read from the code: lanes in ``hmm/batching.py``, the start's bigram counts in
-  ``hmm/init.py``, ``hmm/cloned.py`` and ``hmm/clusters.py``, chunked counting in
+  ``hmm/init.py``, ``hmm/cloned_init.py`` and ``hmm/clusters.py``, chunked counting in
   ``ngram_counts.py``; the per-story overhead of Python objects is approximate.
 """
 

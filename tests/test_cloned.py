@@ -8,7 +8,8 @@ import torch
 
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm import pack_lanes
-from hmm_lang.hmm.cloned import ClonedHMM, allocate_clones, init_cloned_hmm
+from hmm_lang.hmm.cloned import ClonedHMM
+from hmm_lang.hmm.cloned_init import allocate_clones, init_cloned_hmm
 
 
 def data(v=12, n=60, seed=0):
@@ -118,7 +119,7 @@ def test_allocation_by_frequency():
 
 
 def test_kn_bigram_escape_is_a_proper_hmm_and_beats_the_unigram_escape():
-    from hmm_lang.hmm.cloned import escape_distributions
+    from hmm_lang.hmm.cloned_init import escape_distributions
 
     rng = np.random.default_rng(5)
     # a sparse bigram process: each token is followed by one of two tokens

@@ -162,7 +162,7 @@ def test_beliefs_of_a_blocked_hmm(tmp_path, tiny_run, capsys):
     assert {r["target"] for r in rows} == {"belief", "history", "ahead2", "ahead3"}
     assert not (folder / "hmm.pt").exists()  # the given HMM is not refitted
 
-    from hmm_lang.hmm.cloned import init_cloned_hmm
+    from hmm_lang.hmm.cloned_init import init_cloned_hmm
 
     init_cloned_hmm(stories, v, 2).save(tmp_path / "cloned.pt")
     capsys.readouterr()

@@ -24,7 +24,8 @@ from hmm_lang.devsplit import DEV_FRACTION, dev_mask
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.batching import check_sequences, pack_lanes
 from hmm_lang.hmm.blocked import BlockedHMM
-from hmm_lang.hmm.cloned import ESCAPE_MODELS, ClonedHMM
+from hmm_lang.hmm.cloned import ClonedHMM
+from hmm_lang.hmm.cloned_init import ESCAPE_MODELS
 from hmm_lang.hmm.distributed import all_reduce_stats, rank_and_world, shard
 from hmm_lang.hmm.em import EMResult, fit_em, m_step
 from hmm_lang.hmm.inference import log_likelihood

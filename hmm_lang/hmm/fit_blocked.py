@@ -21,7 +21,7 @@ import torch
 
 from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm.blocked import BlockedHMM, BlockedStats, cluster_layout
-from hmm_lang.hmm.cloned import escape_distributions
+from hmm_lang.hmm.cloned_init import escape_distributions
 from hmm_lang.hmm.clusters import token_clusters
 from hmm_lang.hmm.fit import (
     FitResult,

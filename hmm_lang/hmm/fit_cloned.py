@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from hmm_lang.hmm.batching import pack_lanes
-from hmm_lang.hmm.cloned import allocate_clones, init_cloned_hmm
+from hmm_lang.hmm.cloned_init import allocate_clones, init_cloned_hmm
 from hmm_lang.hmm.em import run_em
 from hmm_lang.hmm.fit import (
     ESCAPE_GRID,
