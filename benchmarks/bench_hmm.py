@@ -2,7 +2,9 @@
 
     python benchmarks/bench_hmm.py [--states 64 256 1024] [--vocab 1024] [--skip-pomegranate]
     python benchmarks/bench_hmm.py --small-data ../shared/data/tinystories_dev.txt \
-        --tokenizer tokenizers/HF_custom_tokenizer_4096 [--small-stories 400] [--small-states 256]
+        --tokenizer tokenizers/HF_custom_tokenizer_4096 [--small-stories 400] [--small-states 256] \
+        [--large-reference]
+    python benchmarks/bench_hmm.py --lane-sweep
     python benchmarks/bench_hmm.py --blocked [--blocked-states 4096 16384 65536]
 
 Same synthetic data (sampled from a random HMM), same initial parameters, no smoothing. Each
@@ -48,16 +50,24 @@ def run_hmm_lang(seqs, init, iters, sizing: str = "fit"):
     from hmm_lang.hmm import fit_em, pack_lanes
     from hmm_lang.hmm.fit import HMMFitConfig, batch_tokens_for, lane_len_for
 
+    longest = max(len(s) for s in seqs)
+    ragged = sizing == "fit"
     if sizing == "fit":  # the lanes and batch fit-hmm uses by default for this data and K
         cfg = HMMFitConfig(states=init.n_states)
+        lane = lane_len_for(cfg, seqs, ragged=True)
+    elif sizing == "even":  # lanes as long as the longest sequence (the previous sizing)
+        cfg = HMMFitConfig(states=init.n_states)
         lane = lane_len_for(cfg, seqs)
-    else:  # fixed lanes of 512 steps (raised to the longest sequence), as before this sizing
+    else:  # fixed lanes of 512 steps (raised to the longest sequence), as before any sizing
         cfg = HMMFitConfig(states=init.n_states, lane_len=512)
-        lane = max(512, max(len(s) for s in seqs))
-    if sizing == "fit" and max(len(s) for s in seqs) <= SEQ_LEN:
+        lane = max(512, longest)
+    if sizing == "fit" and longest <= SEQ_LEN:
         cfg, lane = HMMFitConfig(states=init.n_states, lane_len=SEQ_LEN), SEQ_LEN
     batches = pack_lanes(
-        seqs, batch_tokens=batch_tokens_for(cfg, init.n_states, lane), lane_len=lane
+        seqs,
+        batch_tokens=batch_tokens_for(cfg, init.n_states, longest),
+        lane_len=lane,
+        ragged=ragged,
     )
     t0 = time.perf_counter()
     res = fit_em(
@@ -166,6 +176,7 @@ def small_real(args) -> None:
     rows = {}
     for name, fn in (
         ("hmm_lang", lambda: run_hmm_lang(seqs, init, args.iters, "fit")),
+        ("hmm_lang (even lanes)", lambda: run_hmm_lang(seqs, init, args.iters, "even")),
         ("hmm_lang (512-step lanes)", lambda: run_hmm_lang(seqs, init, args.iters, "fixed")),
         ("hmmlearn", lambda: run_hmmlearn(seqs, init, args.iters)),
     ):
@@ -173,9 +184,38 @@ def small_real(args) -> None:
         rows[name] = float(np.median(secs[1:] if len(secs) > 1 else secs))
     for name, sec in rows.items():
         print(
-            f"{name:>24} {sec:8.3f} s/iter {n / sec:>10,.0f} tok/s "
+            f"{name:>26} {sec:8.3f} s/iter {n / sec:>10,.0f} tok/s "
             f"{rows['hmmlearn'] / sec:6.1f} x hmmlearn"
         )
+    if args.large_reference:  # the large-data rate, same process: every training story
+        big = [s.astype(np.int64) for s in pretokenize(corpus.train, args.tokenizer).stories()]
+        secs, _, _ = run_hmm_lang(big, init, 3, "fit")
+        n_big = sum(len(s) for s in big)
+        rate = n_big / float(np.median(secs[1:]))
+        print(f"large data: {len(big)} stories, {n_big:,} tokens, {rate:,.0f} tok/s")
+        for name in ("hmm_lang", "hmm_lang (even lanes)"):
+            print(f"{name:>26} reaches {n / rows[name] / rate:.0%} of the large-data rate")
+
+
+def lane_sweep(args) -> None:
+    """E-step microseconds per token against the lanes a step computes: N random sequences of
+    878 tokens (the longest of the 400-story case) at K=256, V=4096, float32. Small data runs
+    its late steps with few lanes, where each step's (N x K) x (K x K) product is slow."""
+    from hmm_lang.hmm import pack_lanes, random_hmm
+    from hmm_lang.hmm.inference import expected_counts
+
+    hmm = random_hmm(args.small_states, 4096, seed=0, dtype=torch.float32)
+    rng = np.random.default_rng(0)
+    print(f"{'lanes':>6} {'us/step':>8} {'us/token':>9}")
+    for n in (1, 16, 64, 128, 256, 400, 1024):
+        batch = pack_lanes([rng.integers(0, 4096, size=878) for _ in range(n)], 1 << 22, 878)[0]
+        secs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            expected_counts(hmm, batch)
+            secs.append(time.perf_counter() - t0)
+        step = float(np.median(secs)) / 878 * 1e6
+        print(f"{n:>6} {step:>8.0f} {step / n:>9.2f}")
 
 
 def blocked_speed(args) -> None:
@@ -245,12 +285,20 @@ def main() -> None:
     ap.add_argument("--small-data", default=None, help="real stories for the small-data case")
     ap.add_argument("--tokenizer", default="tokenizers/HF_custom_tokenizer_4096")
     ap.add_argument("--small-stories", type=int, default=400)
+    ap.add_argument(
+        "--large-reference",
+        action="store_true",
+        help="with --small-data: also time every training story (the large-data rate)",
+    )
     ap.add_argument("--small-states", type=int, default=256)
+    ap.add_argument("--lane-sweep", action="store_true", help="E-step cost against lanes")
     ap.add_argument("--blocked", action="store_true", help="blocked forward-backward speed")
     ap.add_argument("--blocked-states", type=int, nargs="+", default=[4096, 16384, 65536])
     args = ap.parse_args()
     if args.blocked:
         return blocked_speed(args)
+    if args.lane_sweep:
+        return lane_sweep(args)
     if args.small_data:
         return small_real(args)
     if args.worker:

@@ -18,7 +18,7 @@ from hmm_lang.hmm import (
     sample,
     viterbi,
 )
-from hmm_lang.hmm.batching import check_sequences
+from hmm_lang.hmm.batching import LaneBatch, check_sequences
 
 
 def wikipedia_hmm():
@@ -96,12 +96,27 @@ def test_forward_backward_equal_enumeration(k, t, seed, count_rows):
     assert viterbi(hmm, x)[0].tolist() == best_path_brute(hmm, x)
 
 
-def test_lanes_and_padding_equal_one_sequence_at_a_time(count_rows):
+def _flipped(b: LaneBatch) -> LaneBatch:
+    """The same lanes, shortest first: padding inside the computed rows."""
+    return LaneBatch(b.tokens.flip(0), b.start.flip(0), b.valid.flip(0), b.story.flip(0))
+
+
+@pytest.mark.parametrize("layout", ["packed", "ragged", "shortest_first"])
+def test_lanes_and_padding_equal_one_sequence_at_a_time(count_rows, layout):
+    """Several sequences per lane, padding, lanes of unequal length computed only while they
+    run (ragged: sequences longer than lane_len in lanes of their own), lanes in either order:
+    the same statistics, likelihoods and posteriors as one sequence at a time."""
     hmm = random_hmm(5, 7, seed=3, dtype=torch.float64)
     rng = np.random.default_rng(0)
     seqs = [rng.integers(0, 7, size=n) for n in rng.integers(1, 40, size=30)]
     single = [expected_counts(hmm, pack_lanes([s])[0]) for s in seqs]
-    batches = pack_lanes(seqs, batch_tokens=200, lane_len=60)
+    if layout == "ragged":
+        batches = list(pack_lanes(seqs, batch_tokens=200, lane_len=20, ragged=True))
+        assert max(b.valid.sum(1).max() for b in batches) > 20  # a lane of its own
+    else:
+        batches = list(pack_lanes(seqs, batch_tokens=200, lane_len=60))
+    if layout == "shortest_first":
+        batches = [_flipped(b) for b in batches]
     assert len(batches) > 1 and any((~b.valid).any() for b in batches)
     assert any(b.start.sum(1).max() > 1 for b in batches)  # several sequences share a lane
     packed = [expected_counts(hmm, b) for b in batches]
@@ -114,6 +129,34 @@ def test_lanes_and_padding_equal_one_sequence_at_a_time(count_rows):
     )
     assert sum(s.n_tokens for s in packed) == sum(len(s) for s in seqs)
     assert sum(s.n_sequences for s in packed) == len(seqs)
+    per_story = np.zeros(len(seqs))
+    ll, n_tok = log_likelihood(hmm, batches, per_story=per_story)
+    assert n_tok == sum(len(s) for s in seqs)
+    np.testing.assert_allclose(per_story, [s.log_likelihood for s in single], rtol=1e-10)
+    for b in batches:
+        post = posteriors(hmm, b)  # (N, T, K)
+        assert torch.isfinite(post).all()
+        for i in b.story.unique().tolist():
+            if i >= 0:
+                one = posteriors(hmm, pack_lanes([seqs[i]])[0])[0]
+                torch.testing.assert_close(post[b.story == i], one, rtol=1e-10, atol=1e-12)
+
+
+def test_lanes_are_longest_first_and_ragged_lanes_fit_the_batch():
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 7, size=n) for n in rng.integers(1, 90, size=200)]
+    longest = max(len(s) for s in seqs)
+    ragged = pack_lanes(seqs, batch_tokens=900, lane_len=20, ragged=True)
+    for b in ragged:
+        used = b.valid.sum(1)
+        assert (used[:-1] >= used[1:]).all()  # active lanes are a prefix at every step
+        assert b.valid.numel() <= 900  # the (N, T) rectangle stays within batch_tokens
+        # a lane longer than lane_len holds one sequence
+        assert (b.start.sum(1)[used > 20] == 1).all()
+    assert sum(b.n_tokens for b in ragged) == sum(len(s) for s in seqs)
+    plain = pack_lanes(seqs, batch_tokens=900, lane_len=20)
+    assert max(b.valid.sum(1).max() for b in plain) > 20  # lanes as long as the longest
+    assert all(b.valid.shape[0] == 900 // longest for b in list(plain)[:-1])
 
 
 def test_float32_matches_float64_on_long_sequences():

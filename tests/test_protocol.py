@@ -92,6 +92,11 @@ def test_lanes_are_sized_to_the_data():
     assert lane_len_for(cfg, small) == 200  # a few stories: lanes as long as the longest
     big = [np.zeros(100, dtype=np.int64)] * (LANES * 20)  # 3M tokens: the large-data lanes
     assert lane_len_for(cfg, big) == cfg.lane_len
+    # ragged (dense passes): short lanes on small data, long stories in lanes of their own
+    assert lane_len_for(cfg, small, ragged=True) == 1
+    mid = [np.zeros(n, dtype=np.int64) for n in [150] * 2000 + [900]]  # 300,900 tokens
+    assert lane_len_for(cfg, mid, ragged=True) == -(-300_900 // LANES)
+    assert lane_len_for(cfg, big, ragged=True) == cfg.lane_len
 
 
 def test_transformer_dev_carve_is_the_hmm_dev_carve():

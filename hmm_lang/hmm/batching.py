@@ -3,6 +3,9 @@
 A batch is N lanes of T steps. Each lane holds several whole sequences back to back; the
 forward pass restarts from the initial distribution where ``start`` is True, so sequences stay
 independent while every step of the Python loop serves N tokens. Only lane tails are padding.
+Lanes are ordered longest first, so the lanes still running at any step are a prefix: the dense
+passes compute only that prefix, and a few long sequences in lanes of their own (``ragged``) do
+not make every lane as long as they are.
 """
 
 from __future__ import annotations
@@ -95,17 +98,24 @@ def pack_lanes(
     batch_tokens: int = 1 << 18,
     lane_len: int = 512,
     cache_tokens: int = 1 << 23,
+    ragged: bool = False,
 ) -> PackedBatches:
     """Pack ``sequences`` into batches of about ``batch_tokens`` tokens in lanes of ``lane_len``
-    steps (raised to the longest sequence), longest first, each into the emptiest lane.
-    Batches are built when read, unless the corpus has at most ``cache_tokens`` tokens."""
+    steps, longest first, each into the emptiest lane. ``lane_len`` is raised to the longest
+    sequence unless ``ragged``: then a sequence longer than ``lane_len`` has a lane of its own
+    and the batch holds at most ``batch_tokens`` / longest lanes (its (T, N) rectangle stays
+    within ``batch_tokens``). Batches are built when read, unless the corpus has at most
+    ``cache_tokens`` tokens."""
     if len(sequences) == 0:
         raise HmmLangError("no sequences to pack; the token stream is empty")
-    lane_len = max(lane_len, max(len(s) for s in sequences))
+    longest = max(len(s) for s in sequences)
+    if not ragged:
+        lane_len = max(lane_len, longest)
     # no more lanes than the data fills (with 10% slack for packing): on small data, surplus
     # lanes would each hold one short sequence and the batch would be mostly padding
     total = sum(len(s) for s in sequences)
-    n_lanes = max(1, min(batch_tokens // lane_len, -(-total * 11 // (10 * lane_len)) + 1))
+    fill = -(-total * 11 // (10 * lane_len)) + 1
+    n_lanes = max(1, min(batch_tokens // max(lane_len, longest), fill))
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
     batches: list[list[list[int]]] = []
     heap: list[tuple[int, int]] = []  # (used length, lane index) of the current batch
@@ -128,7 +138,10 @@ def pack_lanes(
 
 
 def _build(sequences: Sequence[np.ndarray], lanes: list[list[int]]) -> LaneBatch:
-    t = max(sum(len(sequences[i]) for i in lane) for lane in lanes)
+    used = [sum(len(sequences[i]) for i in lane) for lane in lanes]
+    # longest lane first: at each step the lanes with tokens left are a prefix of the batch
+    lanes = [lanes[j] for j in sorted(range(len(lanes)), key=lambda j: -used[j])]
+    t = max(used)
     tokens = np.zeros((len(lanes), t), dtype=np.int64)
     start = np.zeros((len(lanes), t), dtype=bool)
     valid = np.zeros((len(lanes), t), dtype=bool)

@@ -214,12 +214,17 @@ def batch_tokens_for(cfg: HMMFitConfig, states: int, longest: int = 0) -> int:
     return int(max(lane, min(LANES * lane, (1 << 28) // states)))
 
 
-def lane_len_for(cfg: HMMFitConfig, sequences: list[np.ndarray]) -> int:
+def lane_len_for(cfg: HMMFitConfig, sequences: list[np.ndarray], ragged: bool = False) -> int:
     """Lane length: ``cfg.lane_len``, shortened on small data so that a batch still holds
-    about :data:`LANES` lanes (never below the longest sequence, which must fit a lane)."""
+    about :data:`LANES` lanes. Never below the longest sequence, unless ``ragged`` (the dense
+    passes, which compute only the lanes still running) and the data cannot fill LANES lanes
+    that long: then sequences longer than the lane have lanes of their own."""
     n_tok = sum(len(s) for s in sequences)
     longest = max(len(s) for s in sequences)
-    return int(max(longest, min(cfg.lane_len, -(-n_tok // LANES))))
+    fill = -(-n_tok // LANES)
+    if ragged and fill < longest:
+        return int(fill)
+    return int(max(longest, min(cfg.lane_len, fill)))
 
 
 def check_fit_memory(cfg: HMMFitConfig, vocab_size: int) -> None:
@@ -251,12 +256,12 @@ def _sequences(train: TokenStream, valid: TokenStream | None, cfg: HMMFitConfig)
     return fit, dev, dev_bytes
 
 
-def _score_valid(model, valid: TokenStream | None, bt: int, lane: int):
+def _score_valid(model, valid: TokenStream | None, bt: int, lane: int, ragged: bool = False):
     """Validation score and per-story nats, read once at the end (None without validation)."""
     if valid is None:
         return None, None
     per_story = np.zeros(valid.n_stories)
-    batches = pack_lanes(valid.stories(), bt, lane)
+    batches = pack_lanes(valid.stories(), bt, lane, ragged=ragged)
     if isinstance(model, CategoricalHMM):
         ll, _ = log_likelihood(model, batches, per_story=per_story)
     else:
@@ -303,10 +308,11 @@ def fit_dense(
     fit_seqs, dev_seqs, dev_bytes = _sequences(train, valid, cfg)
     rank, world = rank_and_world()
     local = shard(fit_seqs, rank, world)
-    lane = lane_len_for(cfg, fit_seqs)
-    bt = batch_tokens_for(cfg, cfg.states, lane)
-    train_b = pack_lanes(local, bt, lane)
-    dev_b = pack_lanes(dev_seqs, bt, lane)
+    # ragged lanes: on small data, the few long stories do not set every lane's length
+    lane = lane_len_for(cfg, fit_seqs, ragged=True)
+    bt = batch_tokens_for(cfg, cfg.states, max(len(s) for s in fit_seqs))
+    train_b = pack_lanes(local, bt, lane, ragged=True)
+    dev_b = pack_lanes(dev_seqs, bt, lane, ragged=True)
     best = None
     resumed = 0.0  # wall seconds of EM spent before a resume, in an earlier process
     for r in range(cfg.restarts):
@@ -348,7 +354,7 @@ def fit_dense(
             best = (ll, hmm, monitor, reason, best_it, {"smoothing": smoothing, "restart": r})
     ll, hmm, monitor, reason, best_it, choices = best
     hmm = hmm.to(device="cpu")
-    valid_score, story_nats = _score_valid(hmm, valid, bt, lane)
+    valid_score, story_nats = _score_valid(hmm, valid, bt, lane, ragged=True)
     return FitResult(
         hmm,
         monitor.as_dicts(),

@@ -64,6 +64,7 @@ class ForwardPass:
     tokens: torch.Tensor  # (T, N)
     restart: torch.Tensor  # (T, N) bool: no transition into step t (sequence start or padding)
     valid: torch.Tensor  # (T, N) bool
+    active: list[int]  # per step, lanes [0, active[t]) are computed; the rest are padding
 
     @property
     def log_likelihood(self) -> float:
@@ -75,6 +76,17 @@ def _time_major(hmm: CategoricalHMM, batch: LaneBatch):
     valid = batch.valid.t().contiguous().to(hmm.device)
     restart = ~(valid & ~batch.start.t().to(hmm.device))
     return tokens, restart, valid
+
+
+def _active(valid: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+    """Per step, 1 + the last lane with a token at this step or later (non-increasing in t), and
+    the (T, N) mask of lanes below it. Lanes past it are padding from that step on: with lanes
+    longest first (:func:`~hmm_lang.hmm.batching.pack_lanes`), late steps compute few rows."""
+    n = valid.shape[1]
+    last = (valid * torch.arange(1, n + 1, device=valid.device)).amax(1)  # (T,); 0: no token
+    active = torch.flip(torch.cummax(torch.flip(last, [0]), 0).values, [0])
+    inside = torch.arange(n, device=valid.device) < active.unsqueeze(1)
+    return active.tolist(), inside
 
 
 def _rows(mask: torch.Tensor) -> list[torch.Tensor | None]:
@@ -92,40 +104,52 @@ def _emission_rows(emit_t: torch.Tensor, tokens: torch.Tensor, pad, out: torch.T
     return out
 
 
-def forward(hmm: CategoricalHMM, batch: LaneBatch) -> ForwardPass:
-    """Scaled forward pass over a lane batch, keeping every step's belief."""
+def forward(hmm: CategoricalHMM, batch: LaneBatch, fill_padding: bool = True) -> ForwardPass:
+    """Scaled forward pass over a lane batch, keeping every step's belief. Only the active
+    lanes of each step are computed; ``fill_padding=False`` leaves the alpha rows past them
+    unset (the E-step never reads them)."""
     tokens, restart, valid = _time_major(hmm, batch)
     t_len, n = tokens.shape
     k = hmm.n_states
+    active, inside = _active(valid)
     emit_t = hmm.emit.t().contiguous()  # (V, K): contiguous rows gather fast
     alpha = torch.empty(t_len, n, k, dtype=hmm.emit.dtype, device=hmm.device)
-    scale = torch.empty(t_len, n, dtype=alpha.dtype, device=alpha.device)
+    scale = torch.ones(t_len, n, dtype=alpha.dtype, device=alpha.device)
     pre = torch.empty(n, k, dtype=alpha.dtype, device=alpha.device)
-    restarts, pads = _rows(restart), _rows(~valid)
+    restarts, pads = _rows(restart & inside), _rows(~valid & inside)
     for t in range(t_len):
+        h = active[t]
+        if h == 0:  # no tokens from here on
+            break
+        p = pre[:h]
         if t == 0:
-            pre.copy_(hmm.start.expand(n, k))
+            p.copy_(hmm.start.expand(h, k))
         else:
-            torch.mm(alpha[t - 1], hmm.trans, out=pre)
+            torch.mm(alpha[t - 1, :h], hmm.trans, out=p)
             if restarts[t] is not None:
-                pre[restarts[t]] = hmm.start
-        a = _emission_rows(emit_t, tokens[t], pads[t], alpha[t]).mul_(pre)
-        torch.sum(a, -1, out=scale[t])
-        a.div_(scale[t].unsqueeze(-1))
-    return ForwardPass(alpha, scale, tokens, restart, valid)
+                p[restarts[t]] = hmm.start
+        a = _emission_rows(emit_t, tokens[t, :h], pads[t], alpha[t, :h]).mul_(p)
+        torch.sum(a, -1, out=scale[t, :h])
+        a.div_(scale[t, :h].unsqueeze(-1))
+    if fill_padding:
+        alpha[~inside] = hmm.start
+    return ForwardPass(alpha, scale, tokens, restart, valid, active)
 
 
 def _backward(hmm: CategoricalHMM, fp: ForwardPass) -> torch.Tensor:
     """(T, N, K) scaled backward messages beta_hat, 1 at the last step of each sequence."""
-    beta = torch.empty_like(fp.alpha)
-    beta[-1] = 1.0
+    beta = torch.ones_like(fp.alpha)  # rows past the active lanes stay 1
     emit_t, trans_t = hmm.emit.t().contiguous(), hmm.trans.t()
-    restarts, pads = _rows(fp.restart), _rows(~fp.valid)
+    _, inside = _active(fp.valid)
+    restarts, pads = _rows(fp.restart & inside), _rows(~fp.valid & inside)
     w = torch.empty_like(beta[0])
     for t in range(fp.alpha.shape[0] - 1, 0, -1):
-        _emission_rows(emit_t, fp.tokens[t], pads[t], w).mul_(beta[t])
-        w.div_(fp.scale[t].unsqueeze(-1))  # w_t = b_t beta_t / c_t
-        torch.mm(w, trans_t, out=beta[t - 1])
+        h = fp.active[t]
+        if h == 0:
+            continue
+        wt = _emission_rows(emit_t, fp.tokens[t, :h], pads[t], w[:h]).mul_(beta[t, :h])
+        wt.div_(fp.scale[t, :h].unsqueeze(-1))  # w_t = b_t beta_t / c_t
+        torch.mm(wt, trans_t, out=beta[t - 1, :h])
         if restarts[t] is not None:
             beta[t - 1][restarts[t]] = 1.0  # no transition into t: the sequence ended at t-1
     return beta
@@ -134,15 +158,31 @@ def _backward(hmm: CategoricalHMM, fp: ForwardPass) -> torch.Tensor:
 COUNT_ROWS = 4096  # (step, lane) rows per deferred count product: one GEMM, not a step's
 
 
+def _count_chunks(active: list[int], k: int) -> list[tuple[int, int]]:
+    """Steps [lo, hi) whose active rows (about :data:`COUNT_ROWS`, at most 2**22 floats per
+    buffer at large K, at least one step) share one count product."""
+    cap = max(1, min(COUNT_ROWS, (1 << 22) // k))
+    end = next((t for t, h in enumerate(active) if h == 0), len(active))  # steps with tokens
+    chunks, lo, rows = [], 0, 0
+    for t in range(end):
+        if t > lo and rows + active[t] > cap:
+            chunks.append((lo, t))
+            lo, rows = t, 0
+        rows += active[t]
+    chunks.append((lo, end))
+    return chunks
+
+
 def expected_counts(hmm: CategoricalHMM, batch: LaneBatch) -> HMMStats:
     """E-step on one batch: a forward pass, then one backward loop that accumulates every count.
 
-    Only alpha is kept for the whole batch; beta lives for one step. The transition and
-    emission counts of a chunk of steps (about :data:`COUNT_ROWS` rows of steps x lanes) are
+    Only alpha is kept for the whole batch; beta lives for one step. Each step's gamma and
+    w_t = b_t beta_t / c_t are written for its active lanes only, packed row after row; the
+    transition and emission counts of a chunk of steps (about :data:`COUNT_ROWS` rows) are
     added in one product and one ``index_add_`` when the chunk ends: with few lanes (small
     data), a rank-N update per step would run far below the matmul rate.
     """
-    fp = forward(hmm, batch)
+    fp = forward(hmm, batch, fill_padding=False)
     t_len, n, k = fp.alpha.shape
     like = dict(dtype=fp.alpha.dtype, device=fp.alpha.device)
     emit_t = hmm.emit.t().contiguous()  # (V, K)
@@ -150,44 +190,54 @@ def expected_counts(hmm: CategoricalHMM, batch: LaneBatch) -> HMMStats:
     xi = torch.zeros(k, k, **like)
     emit_counts = torch.zeros(hmm.vocab_size, k, **like)
     start_counts = torch.zeros(k, **like)
-    rows = _rows(fp.restart)
-    valid_f = fp.valid.to(fp.alpha.dtype).unsqueeze(-1)  # (T, N, 1)
-    starts = fp.restart & fp.valid  # a restart at a real token is a sequence start
-    # rows per chunk: COUNT_ROWS, and at most 2**22 floats per buffer (16 MB) at large K
-    chunk = max(1, min(t_len, COUNT_ROWS // n, (1 << 22) // (n * k)))
-    gammas = torch.empty(chunk, n, k, **like)  # gamma_t = P(s_t | sequence), steps lo..hi
-    ws = torch.zeros(chunk, n, k, **like)  # w_t = b_t beta_t / c_t (0 where no transition)
-    beta = torch.ones(n, k, **like)
-    for t in range(t_len - 1, -1, -1):
-        lo = t - t % chunk  # this step's chunk is lo..hi; slot t - lo
-        g = gammas[t - lo]
-        torch.mul(fp.alpha[t], beta, out=g).mul_(valid_f[t])
-        if rows[t] is not None:
-            start_counts += g[starts[t]].sum(0)
-        if t > 0:
-            w = ws[t - lo]
-            torch.index_select(emit_t, 0, fp.tokens[t], out=w)
-            w.mul_(beta).div_(fp.scale[t].unsqueeze(-1))
-            if rows[t] is not None:
-                w[rows[t]] = 0.0  # no transition into t
-            torch.mm(w, trans_t, out=beta)
-            if rows[t] is not None:
-                beta[rows[t]] = 1.0  # the sequence ended at t-1
-        if t == lo:  # the chunk is complete: add its counts
-            hi = min(lo + chunk, t_len)
-            m = hi - lo
-            emit_counts.index_add_(0, fp.tokens[lo:hi].reshape(-1), gammas[:m].reshape(-1, k))
-            first = 1 if lo == 0 else 0  # step 0 has no transition into it
-            if m > first:  # sum_t alpha_{t-1}^T w_t over the chunk's steps
-                a_prev = fp.alpha[lo + first - 1 : hi - 1].reshape(-1, k)
-                xi.addmm_(a_prev.t(), ws[first:m].reshape(-1, k))
+    active, inside = fp.active, _active(fp.valid)[1]
+    restarts, pads = _rows(fp.restart & inside), _rows(~fp.valid & inside)
+    starts = _rows(fp.restart & fp.valid)  # a restart at a real token is a sequence start
+    # the packed rows: (step, lane) for lane < active[step], in time order
+    flat = torch.nonzero(inside.reshape(-1), as_tuple=True)[0]  # t * n + lane
+    tok = fp.tokens.reshape(-1)[flat]
+    offset = [0]
+    for h in active:
+        offset.append(offset[-1] + h)
+    chunks = _count_chunks(active, k)
+    size = max(offset[hi] - offset[lo] for lo, hi in chunks)
+    gammas = torch.empty(size, k, **like)  # gamma_t = P(s_t | sequence), packed rows
+    ws = torch.empty(size, k, **like)  # w_t (0 where no transition into t)
+    alpha_rows = fp.alpha.reshape(-1, k)
+    beta = torch.ones(n, k, **like)  # rows past the active lanes stay 1: a sequence's end
+    for lo, hi in reversed(chunks):
+        base = offset[lo]
+        for t in range(hi - 1, lo - 1, -1):
+            h, pos = active[t], offset[t] - base
+            g = torch.mul(fp.alpha[t, :h], beta[:h], out=gammas[pos : pos + h])
+            if pads[t] is not None:
+                g[pads[t]] = 0.0
+            if starts[t] is not None:
+                start_counts += g[starts[t]].sum(0)
+            if t > 0:
+                w = torch.index_select(emit_t, 0, fp.tokens[t, :h], out=ws[pos : pos + h])
+                w.mul_(beta[:h]).div_(fp.scale[t, :h].unsqueeze(-1))
+                if restarts[t] is not None:
+                    w[restarts[t]] = 0.0  # no transition into t
+                torch.mm(w, trans_t, out=beta[:h])
+                if restarts[t] is not None:
+                    beta[restarts[t]] = 1.0  # the sequence ended at t-1
+        m = offset[hi] - base
+        emit_counts.index_add_(0, tok[base : base + m], gammas[:m])
+        first = active[0] if lo == 0 else 0  # step 0 has no transition into it
+        if m > first:  # sum_t alpha_{t-1}^T w_t over the chunk's steps
+            if active[hi - 1] == n:  # every lane active: the rows are alpha[lo-1:hi-1] as is
+                a_prev = fp.alpha[lo + (lo == 0) - 1 : hi - 1].reshape(-1, k)
+            else:
+                a_prev = alpha_rows.index_select(0, flat[base + first : base + m] - n)
+            xi.addmm_(a_prev.t(), ws[first:m])
     return HMMStats(
         start_counts,
         hmm.trans * xi,
         emit_counts.t(),
         float(torch.log(fp.scale.double()).sum()),
         int(fp.valid.sum()),
-        int(starts.sum()),
+        sum(len(r) for r in starts if r is not None),
     )
 
 
@@ -215,16 +265,21 @@ def log_likelihood(
     emit_t = hmm.emit.t().contiguous()  # (V, K): contiguous rows gather fast
     for batch in batches:
         tokens, restart, valid = _time_major(hmm, batch)
-        n = tokens.shape[1]
-        start = hmm.start.expand(n, hmm.n_states)
+        active, _ = _active(valid)
+        start = hmm.start.expand(tokens.shape[1], hmm.n_states)
         restart = restart.unsqueeze(-1)
         prev = start
         logc = torch.zeros(tokens.shape, dtype=torch.float64, device=hmm.device)  # (T, N)
-        for t in range(tokens.shape[0]):
-            pre = start if t == 0 else torch.where(restart[t], start, prev @ hmm.trans)
-            a = pre * emit_t[tokens[t]]
+        for t, h in enumerate(active):
+            if h == 0:
+                break
+            if t == 0:
+                pre = start[:h]
+            else:
+                pre = torch.where(restart[t, :h], start[:h], prev[:h] @ hmm.trans)
+            a = pre * emit_t[tokens[t, :h]]
             c = a.sum(-1)
-            logc[t] = torch.where(valid[t], torch.log(c.double()), 0.0)
+            logc[t, :h] = torch.where(valid[t, :h], torch.log(c.double()), 0.0)
             prev = a / c.unsqueeze(-1)
         total += float(logc.sum())
         n_tokens += int(valid.sum())
