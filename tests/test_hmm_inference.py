@@ -11,6 +11,7 @@ from hmm_lang.errors import HmmLangError
 from hmm_lang.hmm import (
     CategoricalHMM,
     expected_counts,
+    forward,
     log_likelihood,
     pack_lanes,
     posteriors,
@@ -102,10 +103,13 @@ def _flipped(b: LaneBatch) -> LaneBatch:
 
 
 @pytest.mark.parametrize("layout", ["packed", "ragged", "shortest_first"])
-def test_lanes_and_padding_equal_one_sequence_at_a_time(count_rows, layout):
+def test_lanes_and_padding_equal_one_sequence_at_a_time(count_rows, layout, monkeypatch):
     """Several sequences per lane, padding, lanes of unequal length computed only while they
     run (ragged: sequences longer than lane_len in lanes of their own), lanes in either order:
-    the same statistics, likelihoods and posteriors as one sequence at a time."""
+    the same statistics, likelihoods and posteriors as one sequence at a time. Unset memory
+    is NaN here, so a read of a row the passes skip would show."""
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **kw: empty(*a, **kw).fill_(float("nan")))
     hmm = random_hmm(5, 7, seed=3, dtype=torch.float64)
     rng = np.random.default_rng(0)
     seqs = [rng.integers(0, 7, size=n) for n in rng.integers(1, 40, size=30)]
@@ -136,10 +140,32 @@ def test_lanes_and_padding_equal_one_sequence_at_a_time(count_rows, layout):
     for b in batches:
         post = posteriors(hmm, b)  # (N, T, K)
         assert torch.isfinite(post).all()
+        alpha = forward(hmm, b).alpha.transpose(0, 1)  # padding holds the start distribution
+        torch.testing.assert_close(alpha[~b.valid], hmm.start.expand(int((~b.valid).sum()), -1))
         for i in b.story.unique().tolist():
             if i >= 0:
                 one = posteriors(hmm, pack_lanes([seqs[i]])[0])[0]
                 torch.testing.assert_close(post[b.story == i], one, rtol=1e-10, atol=1e-12)
+
+
+def test_hand_built_lanes_with_leading_and_trailing_padding(count_rows):
+    """A lane whose sequence begins after padding, and a final step with no token at all."""
+    hmm = random_hmm(4, 6, seed=5, dtype=torch.float64)
+    a, b = np.array([1, 2, 3, 4, 5]), np.array([0, 5, 2])
+    tokens = torch.zeros(2, 7, dtype=torch.long)
+    tokens[0, :5], tokens[1, 3:6] = torch.from_numpy(a), torch.from_numpy(b)
+    valid = torch.zeros(2, 7, dtype=torch.bool)
+    valid[0, :5] = valid[1, 3:6] = True
+    start = torch.zeros_like(valid)
+    start[0, 0] = start[1, 3] = True
+    story = torch.full((2, 7), -1)
+    story[valid] = torch.tensor([0] * 5 + [1] * 3)
+    got = expected_counts(hmm, LaneBatch(tokens, start, valid, story))
+    want = [expected_counts(hmm, pack_lanes([s])[0]) for s in (a, b)]
+    for field in ("start", "trans", "emit"):
+        torch.testing.assert_close(getattr(got, field), sum(getattr(w, field) for w in want))
+    assert math.isclose(got.log_likelihood, sum(w.log_likelihood for w in want))
+    assert (got.n_tokens, got.n_sequences) == (8, 2)
 
 
 def test_lanes_are_longest_first_and_ragged_lanes_fit_the_batch():

@@ -97,6 +97,7 @@ def test_lanes_are_sized_to_the_data():
     mid = [np.zeros(n, dtype=np.int64) for n in [150] * 2000 + [900]]  # 300,900 tokens
     assert lane_len_for(cfg, mid, ragged=True) == -(-300_900 // LANES)
     assert lane_len_for(cfg, big, ragged=True) == cfg.lane_len
+    assert lane_len_for(HMMFitConfig(lane_len=64), mid, ragged=True) == 64  # a cap the user set
 
 
 def test_transformer_dev_carve_is_the_hmm_dev_carve():

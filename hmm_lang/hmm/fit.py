@@ -223,7 +223,7 @@ def lane_len_for(cfg: HMMFitConfig, sequences: list[np.ndarray], ragged: bool = 
     longest = max(len(s) for s in sequences)
     fill = -(-n_tok // LANES)
     if ragged and fill < longest:
-        return int(fill)
+        return int(min(cfg.lane_len, fill))
     return int(max(longest, min(cfg.lane_len, fill)))
 
 
