@@ -65,6 +65,7 @@ class ForwardPass:
     restart: torch.Tensor  # (T, N) bool: no transition into step t (sequence start or padding)
     valid: torch.Tensor  # (T, N) bool
     active: list[int]  # per step, lanes [0, active[t]) are computed; the rest are padding
+    inside: torch.Tensor  # (T, N) bool: lane < active[t]
 
     @property
     def log_likelihood(self) -> float:
@@ -133,15 +134,14 @@ def forward(hmm: CategoricalHMM, batch: LaneBatch, fill_padding: bool = True) ->
         a.div_(scale[t, :h].unsqueeze(-1))
     if fill_padding:
         alpha[~inside] = hmm.start
-    return ForwardPass(alpha, scale, tokens, restart, valid, active)
+    return ForwardPass(alpha, scale, tokens, restart, valid, active, inside)
 
 
 def _backward(hmm: CategoricalHMM, fp: ForwardPass) -> torch.Tensor:
     """(T, N, K) scaled backward messages beta_hat, 1 at the last step of each sequence."""
     beta = torch.ones_like(fp.alpha)  # rows past the active lanes stay 1
     emit_t, trans_t = hmm.emit.t().contiguous(), hmm.trans.t()
-    _, inside = _active(fp.valid)
-    restarts, pads = _rows(fp.restart & inside), _rows(~fp.valid & inside)
+    restarts, pads = _rows(fp.restart & fp.inside), _rows(~fp.valid & fp.inside)
     w = torch.empty_like(beta[0])
     for t in range(fp.alpha.shape[0] - 1, 0, -1):
         h = fp.active[t]
@@ -190,7 +190,7 @@ def expected_counts(hmm: CategoricalHMM, batch: LaneBatch) -> HMMStats:
     xi = torch.zeros(k, k, **like)
     emit_counts = torch.zeros(hmm.vocab_size, k, **like)
     start_counts = torch.zeros(k, **like)
-    active, inside = fp.active, _active(fp.valid)[1]
+    active, inside = fp.active, fp.inside
     restarts, pads = _rows(fp.restart & inside), _rows(~fp.valid & inside)
     starts = _rows(fp.restart & fp.valid)  # a restart at a real token is a sequence start
     # the packed rows: (step, lane) for lane < active[step], in time order
