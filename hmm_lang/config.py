@@ -42,6 +42,15 @@ def check_device(device: str, what: str, auto: bool = False) -> None:
             raise HmmLangError(f"{what} is mps but MPS is not available; use {fallback}")
 
 
+def auto_cuda(device: str) -> str:
+    """``auto``: CUDA where there is one, else the CPU (where dense EM runs); other names as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class ModelConfig:
     """Architecture of the TransformerLens-native transformer."""

@@ -30,11 +30,9 @@ def _save_figs(figs: dict, stage_dir: Path, html: bool = True) -> list[str]:
 
 def hmm_device(p) -> str:
     """Where dense EM runs: the profile's ``hmm_device``, ``auto`` meaning CUDA if present."""
-    if p.hmm_device != "auto":
-        return p.hmm_device
-    import torch
+    from hmm_lang.config import auto_cuda
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return auto_cuda(p.hmm_device)
 
 
 def ladder_config(p, transformer_runs: list[str]):

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from hmm_lang.cli import main
 from hmm_lang.corpus import load_corpus
@@ -70,8 +71,11 @@ def test_bad_command_values_fail_before_any_folder(tmp_path, tokenizers_dir, cap
         ["experiment", "ladder", "--n-boot", "1", "--out-dir", str(out)],
         ["experiment", "ladder", "--blocked-states", "100", "--blocked-clusters", "64",
          "--out-dir", str(out)],
+        ["experiment", "ladder", "--device", "tpu", "--out-dir", str(out)],
         ["experiment", "beliefs", "--tokens", "0", "--out-dir", str(out)],
     ]  # fmt: skip
+    if not torch.cuda.is_available():  # a dense-EM device this machine lacks
+        cases.append(["experiment", "ladder", "--device", "cuda", "--out-dir", str(out)])
     for argv in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def cmd_ladder(args) -> None:
     from hmm_lang.cli import _corpus
+    from hmm_lang.config import auto_cuda
     from hmm_lang.experiments.ladder import LadderConfig, markdown_table, run_ladder
 
     cfg = LadderConfig(
@@ -27,6 +28,7 @@ def cmd_ladder(args) -> None:
         n_boot=args.n_boot,
         max_train_stories=args.max_train_stories,
         transformer_runs=list(args.runs),
+        hmm_device=auto_cuda(args.device),
     )
     if args.resume is not None:  # before any work: a wrong folder is one error line
         from hmm_lang.experiments.ladder import check_resume
@@ -144,6 +146,11 @@ def register(sub) -> None:
     q.add_argument("--n-boot", type=int, default=1000, help="story-bootstrap resamples")
     q.add_argument("--max-train-stories", type=int, default=None)
     q.add_argument("--runs", nargs="*", default=[], help="trained transformer run folders")
+    q.add_argument(
+        "--device",
+        default="cpu",
+        help="where dense EM runs: cpu, cuda[:N] or auto (cloned and blocked fits use the CPU)",
+    )
     q.add_argument("--tokenizers-dir", default="tokenizers")
     q.add_argument("--out-dir", default="records")
     q.add_argument(

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hmm_lang.config import check_device
 from hmm_lang.corpus import Corpus
 from hmm_lang.errors import HmmLangError
 from hmm_lang.experiments.fit_cache import FitCache, FitRecord
@@ -84,6 +85,7 @@ def validate_ladder(cfg: LadderConfig) -> None:
         raise HmmLangError("--cloned-smoothing needs one or more positive pseudocounts")
     if cfg.n_boot < 10:
         raise HmmLangError(f"--n-boot must be at least 10, got {cfg.n_boot}")
+    check_device(cfg.hmm_device, "--device")
     if cfg.max_train_stories is not None and cfg.max_train_stories < 2:
         raise HmmLangError("--max-train-stories must be at least 2 (one goes to dev)")
     if cfg.max_iters < 1 or cfg.patience < 1 or not cfg.tol >= 0:
