@@ -24,6 +24,7 @@ from hmm_lang.sources import (
     ArrowSource,
     JsonFileSource,
     LimitSource,
+    ListSource,
     ParquetSource,
     SplitSource,
     StorySource,
@@ -44,7 +45,7 @@ ALTERNATIVES = (
     ".jsonl/.json with a 'text' field, .parquet or a save_to_disk folder, "
     "or --data default for the embedded synthetic corpus"
 )
-__all__ = ["EOT", "Corpus", "StorySource", "load_corpus", "open_source", "split_mask"]
+__all__ = ["EOT", "Corpus", "StorySource", "as_source", "load_corpus", "open_source", "split_mask"]
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,21 @@ def _arrow_from_disk(path: Path, split: str):
                 return ds[name]
         raise HmmLangError(f"{path}: no {split!r} split (splits: {list(ds)})")
     return ds
+
+
+def as_source(data) -> StorySource:
+    """A :class:`StorySource` from a source, a path (every story of the file), or a list of
+    strings."""
+    if isinstance(data, StorySource):
+        return data
+    if isinstance(data, (list, tuple)):
+        return ListSource(list(data))
+    if isinstance(data, (str, os.PathLike)):
+        return open_source(data)
+    raise HmmLangError(
+        f"cannot read stories from a {type(data).__name__}; give a path, a list of strings or a "
+        "StorySource (e.g. load_corpus(...).train)"
+    )
 
 
 def open_source(path: str | os.PathLike, split: str = "train") -> StorySource:

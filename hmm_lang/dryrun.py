@@ -16,7 +16,7 @@ from hmm_lang import estimate as E
 from hmm_lang.datasize import DataSize, data_size
 from hmm_lang.errors import HmmLangError
 from hmm_lang.memory import GiB, available_bytes
-from hmm_lang.pipeline import PROFILES, Profile
+from hmm_lang.profiles import PROFILES, Profile
 
 # fits per cloned HMM: one per EM pseudocount, len(LadderConfig.cloned_smoothings) (not imported:
 # the plan stays free of torch; a test checks the two agree)

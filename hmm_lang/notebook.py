@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hmm_lang.errors import HmmLangError
-from hmm_lang.pipeline import PROFILES, Profile
+from hmm_lang.profiles import PROFILES, Profile
 
 
 @dataclass(frozen=True)

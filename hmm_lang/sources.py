@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -244,23 +243,6 @@ class ListSource(StorySource):
 
     def n_stories(self) -> int:
         return len(self.stories)
-
-
-def as_source(data) -> StorySource:
-    """A :class:`StorySource` from a source, a path (every story of the file), or a list of
-    strings."""
-    if isinstance(data, StorySource):
-        return data
-    if isinstance(data, (list, tuple)):
-        return ListSource(list(data))
-    if isinstance(data, (str, os.PathLike)):
-        from hmm_lang.corpus import open_source
-
-        return open_source(data)
-    raise HmmLangError(
-        f"cannot read stories from a {type(data).__name__}; give a path, a list of strings or a "
-        "StorySource (e.g. load_corpus(...).train)"
-    )
 
 
 class SyntheticSource(StorySource):

@@ -10,7 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-from hmm_lang.pipeline import RunState, run_stage
+from hmm_lang.stage_runner import RunState, run_stage
 
 
 def _save_figs(figs: dict, stage_dir: Path, html: bool = True) -> list[str]:
@@ -36,7 +36,7 @@ def hmm_device(p) -> str:
 
 
 def ladder_config(p, transformer_runs: list[str]):
-    """The ladder of profile ``p`` (a :class:`~hmm_lang.pipeline.Profile`): what the run's
+    """The ladder of profile ``p`` (a :class:`~hmm_lang.profiles.Profile`): what the run's
     ladder stage and notebook 06 fit. The transformer runs' vocab sizes are added to the
     profile's ladder vocab sizes, so that every transformer has its row."""
     from hmm_lang.config import load_config
@@ -85,7 +85,7 @@ def stage_token_stats(state: RunState) -> None:
             state.corpus.valid, state.tokenizers_dir, state.profile.vocab_sizes
         )
         fig = rank_frequency_figure(stats)
-        save_token_stats(stats, stage_dir, fig=fig)
+        save_token_stats(stats, stage_dir, fig)
         return {
             "table": stats_table(stats),
             "figures": _save_figs({"rank_frequency": fig}, stage_dir, html=False),

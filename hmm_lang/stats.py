@@ -107,19 +107,17 @@ def collect_token_stats(
     return out
 
 
-def save_token_stats(
-    stats: dict[int, TokenStats], out_dir, top_n: int = 200, fig=None
-) -> list[Path]:
-    """Write ``rank_frequency.html`` (``fig`` if already built), ``token_stats.csv`` and
+def save_token_stats(stats: dict[int, TokenStats], out_dir, fig, top_n: int = 200) -> list[Path]:
+    """Write ``rank_frequency.html`` (``fig``: the figure of these stats, e.g.
+    :func:`hmm_lang.plots.token_stats.rank_frequency_figure`), ``token_stats.csv`` and
     ``top_tokens_{V}.csv``."""
     from hmm_lang.atomic import atomic_path
-    from hmm_lang.plots.token_stats import rank_frequency_figure
 
     out_dir = Path(out_dir)
     written = [out_dir / "token_stats.csv", out_dir / "rank_frequency.html"]
     write_csv(written[0], stats_table(stats))
     with atomic_path(written[1]) as tmp:
-        (fig or rank_frequency_figure(stats)).write_html(str(tmp), include_plotlyjs=True)
+        fig.write_html(str(tmp), include_plotlyjs=True)
     for v, s in stats.items():
         rows = [
             {"rank": r + 1, "token_id": int(i), "token": s.pieces[i], "count": int(s.counts[i])}

@@ -97,7 +97,7 @@ def train_tokenizer(
     """
     from transformers import PreTrainedTokenizerFast
 
-    from hmm_lang.sources import as_source
+    from hmm_lang.corpus import as_source
     from tokenizers import ByteLevelBPETokenizer
 
     source = as_source(source)
@@ -175,7 +175,7 @@ def train_tokenizers(
     """Train (or reuse) one tokenizer per vocab size; returns ``{V: HF dir}``. ``source`` is a
     :class:`StorySource`, a path (every story of the file) or a list of strings;
     ``sample_stories`` as in :func:`train_tokenizer`."""
-    from hmm_lang.sources import as_source
+    from hmm_lang.corpus import as_source
 
     source = as_source(source)
     for v in vocab_sizes:

@@ -9,8 +9,8 @@ import torch
 
 from hmm_lang.hmm.batching import pack_lanes
 from hmm_lang.hmm.blocked import BlockedHMM, BlockedStats
+from hmm_lang.hmm.blocked_init import init_blocked_hmm
 from hmm_lang.hmm.clusters import class_bigram_objective, context_clusters, exchange_clusters
-from hmm_lang.hmm.fit_blocked import init_blocked_hmm
 from hmm_lang.hmm.inference import log_likelihood, posteriors, viterbi
 from tests.test_hmm_inference import best_path_brute, brute_force
 

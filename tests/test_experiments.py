@@ -126,8 +126,9 @@ def test_beliefs_of_a_blocked_hmm(tmp_path, tiny_run, capsys):
     belief lies on the states of the token's cluster and equals the blocked filter; the CLI
     records the family; a cloned HMM is refused with one line before any folder."""
     from hmm_lang.cli import main
-    from hmm_lang.experiments.beliefs import _one_story_per_lane, belief_hmm
-    from hmm_lang.hmm.fit_blocked import init_blocked_hmm
+    from hmm_lang.experiments.belief_probes import one_story_per_lane
+    from hmm_lang.experiments.beliefs import belief_hmm
+    from hmm_lang.hmm.blocked_init import init_blocked_hmm
     from hmm_lang.hmm.inference import forward
     from hmm_lang.runs import load_run, run_streams
 
@@ -140,7 +141,7 @@ def test_beliefs_of_a_blocked_hmm(tmp_path, tiny_run, capsys):
     blocked.save(tmp_path / "blocked.pt")
     dense, info = belief_hmm(tmp_path / "blocked.pt")
     assert (info["family"], info["n_states"], info["clusters"]) == ("BlockedHMM", m * n, m)
-    lanes = _one_story_per_lane([valid.story(i).astype(np.int64) for i in range(3)])
+    lanes = one_story_per_lane([valid.story(i).astype(np.int64) for i in range(3)])
     alpha = forward(dense, lanes).alpha.transpose(0, 1)  # (N, T, K)
     own = blocked.filter_beliefs(lanes)  # (N, T, n) over the token's cluster
     state_cluster = torch.arange(m * n) // n

@@ -35,7 +35,7 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
 
 def test_hmm_lang_notebooks_saves_executed_copies_and_html(tmp_path, monkeypatch):
     from hmm_lang.notebook import NotebookEnv, execute_notebooks, train_smoke_run
-    from hmm_lang.pipeline import PROFILES
+    from hmm_lang.profiles import PROFILES
 
     monkeypatch.setenv("HMM_LANG_HOME", str(tmp_path))
     run = train_smoke_run(NotebookEnv(True, tmp_path, PROFILES["smoke"]))

@@ -55,7 +55,7 @@ def test_stats_exclude_special_tokens_and_figure(tokenizers_dir, corpus, tmp_pat
         assert max(trace.x) <= 4096 + 1e-9  # ranks rescaled by 4096/V
         for field in ("rank", "id", "token", "frequency"):
             assert field in trace.hovertemplate
-    written = save_token_stats(stats, tmp_path)
+    written = save_token_stats(stats, tmp_path, fig)
     assert {p.name for p in written} >= {"token_stats.csv", "rank_frequency.html"}
     assert all(p.exists() for p in written)
     assert "vocab_size,n_tokens" in (tmp_path / "token_stats.csv").read_text()

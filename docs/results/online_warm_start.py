@@ -16,7 +16,7 @@ import time
 from hmm_lang.corpus import load_corpus
 from hmm_lang.hmm.batching import pack_lanes
 from hmm_lang.hmm.em import fit_em
-from hmm_lang.hmm.fit import HMMFitConfig, _sequences, batch_tokens_for, lane_len_for
+from hmm_lang.hmm.fit import HMMFitConfig, batch_tokens_for, lane_len_for, split_fit_dev
 from hmm_lang.hmm.inference import log_likelihood
 from hmm_lang.hmm.init import initial_hmm
 from hmm_lang.hmm.online import fit_online, minibatches
@@ -34,7 +34,7 @@ K, EPOCHS, MB, ALPHA, BATCH_ITERS = (
 corpus = load_corpus("../shared/data/tinystories_dev.txt")
 train = pretokenize(corpus.train, hf_dir("tokenizers", 4096))
 cfg = HMMFitConfig(states=K)
-fit, dev, dev_bytes = _sequences(train, None, cfg)
+fit, dev, dev_bytes = split_fit_dev(train, None, cfg)
 lane = lane_len_for(cfg, fit)
 bt = batch_tokens_for(cfg, K, lane)
 dev_b = pack_lanes(dev, bt, lane)

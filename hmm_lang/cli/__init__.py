@@ -7,42 +7,17 @@ import logging
 import sys
 from pathlib import Path
 
+from hmm_lang.cli.data_args import add_data_args, corpus_from_args
 from hmm_lang.errors import HmmLangError
 from hmm_lang.tokenizer import DEFAULT_VOCAB_SIZES
 
 log = logging.getLogger("hmm_lang")
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--data",
-        default="default",
-        help="'default' (embedded synthetic stories), 'tinystories' (Hugging Face hub), or a path "
-        "(.txt with <|endoftext|> separators, .jsonl/.json, .parquet, save_to_disk folder)",
-    )
-    g.add_argument("--valid", default=None, help="validation file; default: carve 10%% off --data")
-    g.add_argument("--max-stories", type=int, default=None, help="cap on training stories")
-    g.add_argument("--valid-fraction", type=float, default=0.1)
-    g.add_argument("--seed", type=int, default=0, help="seed of the split and the generator")
-
-
-def _corpus(args):
-    from hmm_lang.corpus import load_corpus
-
-    return load_corpus(
-        args.data,
-        args.valid,
-        max_stories=args.max_stories,
-        valid_fraction=args.valid_fraction,
-        seed=args.seed,
-    )
-
-
 def cmd_tokenizers(args) -> None:
     from hmm_lang.tokenizer import load_tokenizer, token_pieces, train_tokenizers
 
-    corpus = _corpus(args)
+    corpus = corpus_from_args(args)
     log.info("corpus: %s", corpus.describe())
     dirs = train_tokenizers(corpus.train, args.vocab_sizes, args.out_dir, force=args.force)
     for v, d in dirs.items():
@@ -51,16 +26,17 @@ def cmd_tokenizers(args) -> None:
 
 
 def cmd_stats(args) -> None:
+    from hmm_lang.plots.token_stats import rank_frequency_figure
     from hmm_lang.records import mark_complete, new_run_dir
     from hmm_lang.stats import collect_token_stats, save_token_stats, stats_table
     from hmm_lang.tokenizer import train_tokenizers
 
-    corpus = _corpus(args)
+    corpus = corpus_from_args(args)
     train_tokenizers(corpus.train, args.vocab_sizes, args.tokenizers_dir)
     stats = collect_token_stats(corpus.valid, args.tokenizers_dir, args.vocab_sizes)
     out = Path(args.out) if args.out else new_run_dir(args.records_dir, "stats")
     out.mkdir(parents=True, exist_ok=True)
-    for path in save_token_stats(stats, out):
+    for path in save_token_stats(stats, out, rank_frequency_figure(stats)):
         print(f"wrote {path}")
     mark_complete(out)
     for row in stats_table(stats):
@@ -130,14 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("tokenizers", help="train byte-level BPE tokenizers")
-    _add_data_args(p)
+    add_data_args(p)
     p.add_argument("--vocab-sizes", type=int, nargs="+", default=list(DEFAULT_VOCAB_SIZES))
     p.add_argument("--out-dir", default="tokenizers")
     p.add_argument("--force", action="store_true", help="retrain even if an identical one exists")
     p.set_defaults(func=cmd_tokenizers)
 
     p = sub.add_parser("stats", help="token statistics: rank-frequency figure and tables")
-    _add_data_args(p)
+    add_data_args(p)
     p.add_argument("--vocab-sizes", type=int, nargs="+", default=list(DEFAULT_VOCAB_SIZES))
     p.add_argument("--tokenizers-dir", default="tokenizers")
     p.add_argument("--records-dir", default="records")
@@ -145,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("run", help="the main job: the whole study in one run folder")
-    _add_data_args(p)
+    add_data_args(p)
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
     p.add_argument("--out-dir", default="records")
     p.add_argument("--tokenizers-dir", default="tokenizers")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def cmd_ladder(args) -> None:
-    from hmm_lang.cli import _corpus
+    from hmm_lang.cli.data_args import corpus_from_args
     from hmm_lang.config import auto_cuda
     from hmm_lang.experiments.ladder import LadderConfig, markdown_table, run_ladder
 
@@ -35,7 +35,7 @@ def cmd_ladder(args) -> None:
 
         check_resume(args.resume)
     run_dir, rows = run_ladder(
-        _corpus(args), args.tokenizers_dir, cfg, args.out_dir, resume=args.resume
+        corpus_from_args(args), args.tokenizers_dir, cfg, args.out_dir, resume=args.resume
     )
     print(markdown_table(rows))
     print(f"run folder: {run_dir}")
@@ -75,7 +75,7 @@ _FLAG = dict(
 
 
 def cmd_starts(args) -> None:
-    from hmm_lang.cli import _corpus
+    from hmm_lang.cli.data_args import corpus_from_args
     from hmm_lang.experiments.starts import StartsConfig, run_starts
 
     cfg = StartsConfig(
@@ -87,7 +87,7 @@ def cmd_starts(args) -> None:
         patience=args.patience,
     )
     cfg.validate()  # before the corpus is read
-    run_dir, summary = run_starts(_corpus(args), args.tokenizer, cfg, args.out_dir)
+    run_dir, summary = run_starts(corpus_from_args(args), args.tokenizer, cfg, args.out_dir)
     print((run_dir / "summary.md").read_text())
     print(f"run folder: {run_dir}")
 
@@ -107,14 +107,14 @@ def cmd_sample(args) -> None:
 
 
 def register(sub) -> None:
-    from hmm_lang.cli import _add_data_args
+    from hmm_lang.cli.data_args import add_data_args
 
     p = sub.add_parser(
         "experiment", help="the study's experiments: ladder, starts, beliefs, sample"
     )
     exp = p.add_subparsers(dest="experiment", required=True)
     q = exp.add_parser("ladder", help="bits per byte of every model family, per tokenizer")
-    _add_data_args(q)
+    add_data_args(q)
     q.add_argument("--vocab-sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     q.add_argument("--orders", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     q.add_argument("--states", type=int, nargs="*", default=[16, 64, 256, 1024])
@@ -162,7 +162,7 @@ def register(sub) -> None:
     )
     q.set_defaults(func=cmd_ladder)
     q = exp.add_parser("starts", help="EM curves of each HMM start on the dev split")
-    _add_data_args(q)
+    add_data_args(q)
     q.add_argument("--tokenizer", required=True, help="HF_custom_tokenizer_{V} folder")
     q.add_argument("--states", type=int, nargs="+", default=[64, 256])
     q.add_argument("--inits", nargs="+", default=["split", "class-bigram", "lvd"])

@@ -11,10 +11,10 @@ log = logging.getLogger("hmm_lang")
 
 def _streams(args):
     """Train and validation token streams of ``--data``/``--valid`` under ``--tokenizer``."""
-    from hmm_lang.cli import _corpus
+    from hmm_lang.cli.data_args import corpus_from_args
     from hmm_lang.pretokenize import pretokenize
 
-    corpus = _corpus(args)
+    corpus = corpus_from_args(args)
     log.info("corpus: %s", corpus.describe())
     return pretokenize(corpus.train, args.tokenizer), pretokenize(corpus.valid, args.tokenizer)
 
@@ -62,10 +62,12 @@ def cmd_fit_hmm(args) -> None:
     check_fit_memory(cfg, len(load_tokenizer(args.tokenizer)))  # before any work or folder
     init_from_env()  # under torchrun: data-parallel EM, one shard of the stories per process
     if cfg.init == "lvd" and cfg.run:
-        from hmm_lang.cli import _corpus
+        from hmm_lang.cli.data_args import corpus_from_args
         from hmm_lang.runs import check_run_split
 
-        check_run_split(cfg.run, _corpus(args))  # its training stories must not be our valid
+        check_run_split(
+            cfg.run, corpus_from_args(args)
+        )  # its training stories must not be our valid
     train, valid = _streams_once(args)
     name = f"chmm{cfg.clones}" if cfg.cloned else f"hmm{cfg.states}"
     name = f"bhmm{cfg.states}x{cfg.clusters}" if cfg.blocked else name
@@ -109,9 +111,9 @@ def cmd_ngram(args) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from hmm_lang.cli import _add_data_args
+    from hmm_lang.cli.data_args import add_data_args
 
-    _add_data_args(p)
+    add_data_args(p)
     p.add_argument("--tokenizer", required=True, help="HF_custom_tokenizer_{V} (or custom_) folder")
     p.add_argument("--out-dir", default="records")
 

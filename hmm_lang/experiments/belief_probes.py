@@ -36,6 +36,7 @@ from hmm_lang.analysis.probing import (
     interval,
     r2_score,
 )
+from hmm_lang.hmm.batching import LaneBatch
 from hmm_lang.hmm.inference import forward
 from hmm_lang.hmm.model import CategoricalHMM
 
@@ -44,19 +45,31 @@ log = logging.getLogger(__name__)
 TARGETS = ("belief", "history", "ahead2", "ahead3")
 
 
+def one_story_per_lane(stories: list[np.ndarray]) -> LaneBatch:
+    """Each story in a lane of its own, from t = 0, padded to the longest (the layout the
+    probes read beliefs in: lane i, step t is story i's token t)."""
+    t = max(len(s) for s in stories)
+    tokens = torch.zeros(len(stories), t, dtype=torch.long)
+    valid = torch.zeros(len(stories), t, dtype=torch.bool)
+    for i, s in enumerate(stories):
+        tokens[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
+        valid[i, : len(s)] = True
+    start = torch.zeros_like(valid)
+    start[:, 0] = True
+    return LaneBatch(tokens, start, valid)
+
+
 @torch.no_grad()
 def token_mean_beliefs(
     hmm: CategoricalHMM, stories: list[np.ndarray], vocab_size: int, batch: int = 64
 ) -> np.ndarray:
     """(V, K) mean filtering belief over the positions of ``stories`` holding each token (the
     overall mean for tokens that never occur)."""
-    from hmm_lang.experiments.beliefs import _one_story_per_lane
-
     k = hmm.n_states
     sums, counts = np.zeros((vocab_size, k)), np.zeros(vocab_size)
     for a in range(0, len(stories), batch):
         chunk = [s.astype(np.int64) for s in stories[a : a + batch]]
-        lanes = _one_story_per_lane(chunk)
+        lanes = one_story_per_lane(chunk)
         alpha = forward(hmm, lanes).alpha.transpose(0, 1).double().numpy()  # (N, T, K)
         valid = lanes.valid.numpy()
         tok = lanes.tokens.numpy()[valid]

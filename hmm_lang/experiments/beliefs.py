@@ -21,7 +21,7 @@ import torch
 
 from hmm_lang.analysis.residual import residual_hooks
 from hmm_lang.errors import HmmLangError
-from hmm_lang.hmm.batching import LaneBatch
+from hmm_lang.experiments.belief_probes import one_story_per_lane
 from hmm_lang.hmm.inference import forward
 from hmm_lang.hmm.model import CategoricalHMM
 from hmm_lang.pretokenize import TokenStream
@@ -55,18 +55,6 @@ def _story_batch(stream: TokenStream, n_tokens: int, n_ctx: int) -> list[np.ndar
     return out
 
 
-def _one_story_per_lane(stories: list[np.ndarray]) -> LaneBatch:
-    t = max(len(s) for s in stories)
-    tokens = torch.zeros(len(stories), t, dtype=torch.long)
-    valid = torch.zeros(len(stories), t, dtype=torch.bool)
-    for i, s in enumerate(stories):
-        tokens[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
-        valid[i, : len(s)] = True
-    start = torch.zeros_like(valid)
-    start[:, 0] = True
-    return LaneBatch(tokens, start, valid)
-
-
 @torch.no_grad()
 def collect_belief_data(
     model,
@@ -94,7 +82,7 @@ def collect_belief_data(
     emit_t = hmm.emit.double()
     for a in range(0, len(stories), batch_size):
         chunk = stories[a : a + batch_size]
-        alpha = forward(hmm, _one_story_per_lane(chunk)).alpha.transpose(0, 1)  # (N, T, K)
+        alpha = forward(hmm, one_story_per_lane(chunk)).alpha.transpose(0, 1)  # (N, T, K)
         x = torch.zeros(len(chunk), max(len(s) for s in chunk) + 1, dtype=torch.long)
         x[:, 0] = bos_id
         for i, s in enumerate(chunk):

@@ -31,7 +31,7 @@ from hmm_lang.config import check_device
 from hmm_lang.corpus import Corpus
 from hmm_lang.errors import HmmLangError
 from hmm_lang.experiments.fit_cache import FitCache, FitRecord
-from hmm_lang.experiments.ladder_table import markdown_table, summarise
+from hmm_lang.experiments.ladder_table import Entry, markdown_table, summarise
 from hmm_lang.hmm.fit import HMMFitConfig
 from hmm_lang.ngram import KneserNeyModel, UnigramModel
 from hmm_lang.pretokenize import TokenStream, pretokenize
@@ -105,26 +105,6 @@ def validate_ladder(cfg: LadderConfig) -> None:
             )
     if cfg.blocked_config is not None:
         _blocked_settings(cfg.blocked_config)
-
-
-@dataclass
-class Entry:
-    """One model of the ladder (or several seeds of it): per-story nats on validation."""
-
-    family: str
-    model: str
-    vocab_size: int
-    n_parameters: int
-    story_nats: list[np.ndarray]  # one (S,) array per seed
-    seconds: float
-    states: int | None = None
-    extra: dict = field(default_factory=dict)
-    n_tokens: int | None = None  # tokens scored, under the model's own tokenizer
-    curves: list[dict] = field(default_factory=list)  # EM iterations (train and dev) per seed
-
-    @property
-    def nats(self) -> np.ndarray:
-        return np.mean(self.story_nats, axis=0)
 
 
 def _story_sums(token_log_probs: np.ndarray, stream: TokenStream) -> np.ndarray:

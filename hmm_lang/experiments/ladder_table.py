@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import ast
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hmm_lang.experiments.intervals import bootstrap, paired_difference, resamples
 from hmm_lang.pretokenize import TokenStream
 
-if TYPE_CHECKING:
-    from hmm_lang.experiments.ladder import Entry
-
 REFERENCE = "KN 5-gram"  # paired differences are taken against this model
+
+
+@dataclass
+class Entry:
+    """One model of the ladder (or several seeds of it): per-story nats on validation."""
+
+    family: str
+    model: str
+    vocab_size: int
+    n_parameters: int
+    story_nats: list[np.ndarray]  # one (S,) array per seed
+    seconds: float
+    states: int | None = None
+    extra: dict = field(default_factory=dict)
+    n_tokens: int | None = None  # tokens scored, under the model's own tokenizer
+    curves: list[dict] = field(default_factory=list)  # EM iterations (train and dev) per seed
+
+    @property
+    def nats(self) -> np.ndarray:
+        return np.mean(self.story_nats, axis=0)
 
 
 def summarise(entries: list[Entry], valid: TokenStream, n_boot: int, seed: int = 0) -> list[dict]:

@@ -31,6 +31,10 @@ from tqdm.auto import tqdm
 
 from hmm_lang.hmm.batching import pack_lanes
 from hmm_lang.hmm.blocked import BlockedHMM, BlockedStats
+from hmm_lang.hmm.blocked_init import init_blocked_hmm
+from hmm_lang.hmm.em import EMResult
+from hmm_lang.hmm.fit_cloned import tune_on_dev
+from hmm_lang.hmm.fit_setup import ESCAPE_GRID, batch_tokens_for, lane_len_for
 from hmm_lang.hmm.monitor import ConvergenceMonitor, IterationRecord
 
 log = logging.getLogger(__name__)
@@ -130,11 +134,6 @@ def _keep(m: int, n: int, dropout: float, g: torch.Generator) -> torch.Tensor:
 def blocked_grad(fit_seqs, dev_seqs, v, cluster, cfg, eos_id, progress):
     """AdamW on the marginal likelihood, one dev evaluation per epoch, stop on dev convergence.
     Returns (dev ll, model, result, choices, bt, lane) like :func:`fit_blocked.blocked_em`."""
-    from hmm_lang.hmm.em import EMResult
-    from hmm_lang.hmm.fit import ESCAPE_GRID, batch_tokens_for, lane_len_for
-    from hmm_lang.hmm.fit_blocked import init_blocked_hmm
-    from hmm_lang.hmm.fit_cloned import tune_on_dev
-
     torch.manual_seed(cfg.seed)
     n = cfg.states // cfg.clusters
     start = init_blocked_hmm(

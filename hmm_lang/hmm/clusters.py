@@ -29,6 +29,47 @@ log = logging.getLogger(__name__)
 CLUSTERINGS = ("exchange", "context")
 
 
+def bigram_counts(sequences: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
+    """(V, V) counts of adjacent pairs within sequences, counted ``chunk`` sequences at a time
+    (the pair keys of the whole corpus are never held at once)."""
+    chunk = 1 << 14
+    flat = np.zeros(vocab_size * vocab_size, dtype=np.int64)
+    for a in range(0, len(sequences), chunk):
+        part = sequences[a : a + chunk]
+        prev = np.concatenate([s[:-1] for s in part]).astype(np.int64)
+        nxt = np.concatenate([s[1:] for s in part]).astype(np.int64)
+        flat += np.bincount(prev * vocab_size + nxt, minlength=vocab_size * vocab_size)
+    return flat.reshape(vocab_size, vocab_size).astype(np.float64)
+
+
+def kmeans(
+    x: torch.Tensor, k: int, weights: torch.Tensor, iters: int = 25, seed: int = 0
+) -> torch.Tensor:
+    """Weighted k-means (k-means++ seeding); returns the (n,) cluster of each row of x."""
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0]
+    centers = torch.empty(k, x.shape[1], dtype=x.dtype)
+    centers[0] = x[torch.multinomial(weights, 1, generator=g)]
+    d2 = ((x - centers[0]) ** 2).sum(1)
+    for j in range(1, k):
+        p = weights * d2
+        idx = torch.multinomial(p if p.sum() > 0 else weights, 1, generator=g)
+        centers[j] = x[idx]
+        d2 = torch.minimum(d2, ((x - centers[j]) ** 2).sum(1))
+    assign = torch.zeros(n, dtype=torch.long)
+    for _ in range(iters):
+        dist = torch.cdist(x, centers)
+        new = dist.argmin(1)
+        if torch.equal(new, assign) and _ > 0:
+            break
+        assign = new
+        sums = torch.zeros_like(centers).index_add_(0, assign, x * weights[:, None])
+        mass = torch.zeros(k, dtype=x.dtype).index_add_(0, assign, weights)
+        keep = mass > 0
+        centers[keep] = sums[keep] / mass[keep, None]
+    return assign
+
+
 def _pairs(sequences: Sequence[np.ndarray], vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     prev = np.concatenate([s[:-1] for s in sequences]).astype(np.int64)
     cur = np.concatenate([s[1:] for s in sequences]).astype(np.int64)
@@ -49,8 +90,6 @@ def context_features(sequences: Sequence[np.ndarray], vocab_size: int, context: 
     """Hellinger features of each used token's left and right context distributions over the
     ``context`` most frequent tokens: (features (U, 2C) float32, used ids (U,), unigram
     counts (V,), bigram counts (V, V))."""
-    from hmm_lang.hmm.init import bigram_counts
-
     pairs = bigram_counts(sequences, vocab_size)
     unigram = np.bincount(np.concatenate(sequences).astype(np.int64), minlength=vocab_size)
     used = np.flatnonzero(unigram)
@@ -66,8 +105,6 @@ def context_clusters(
 ) -> np.ndarray:
     """(V,) cluster of every token: k-means of context distributions; tokens unseen in
     ``sequences`` are dealt round-robin; no cluster is empty."""
-    from hmm_lang.hmm.init import kmeans
-
     if not 1 <= k <= vocab_size:
         raise HmmLangError(f"--clusters must be in [1, {vocab_size}] (the vocab), got {k}")
     feats, used, unigram, _ = context_features(sequences, vocab_size, context)

@@ -12,16 +12,16 @@ import numpy as np
 from hmm_lang.hmm.batching import pack_lanes
 from hmm_lang.hmm.cloned_init import allocate_clones, init_cloned_hmm
 from hmm_lang.hmm.em import run_em
-from hmm_lang.hmm.fit import (
+from hmm_lang.hmm.fit_setup import (
     ESCAPE_GRID,
     SMOOTHING_GRID,
     FitResult,
     HMMFitConfig,
-    _score_valid,
-    _sequences,
     batch_tokens_for,
     em_checkpoint_path,
     lane_len_for,
+    score_valid,
+    split_fit_dev,
 )
 from hmm_lang.pretokenize import TokenStream
 from hmm_lang.scoring import score
@@ -130,7 +130,7 @@ def fit_cloned(
     """Cloned HMM: EM to dev convergence; pseudocount, escape mass and (with allocation auto)
     uniform or frequency allocation chosen on dev (``checkpoint``: see ``fit_hmm``)."""
     t0 = time.perf_counter()
-    fit_seqs, dev_seqs, dev_bytes = _sequences(train, valid, cfg)
+    fit_seqs, dev_seqs, dev_bytes = split_fit_dev(train, valid, cfg)
     v = train.vocab_size
     allocations = ("uniform", "frequency") if cfg.allocation == "auto" else (cfg.allocation,)
     best = None
@@ -158,7 +158,7 @@ def finish_fit(out, extra: dict, valid, fit_seqs, dev_seqs, dev_bytes: int, t0: 
     here, at the end, as a :class:`FitResult`; ``extra`` joins its dev choices. ``t0``: when
     the fit started (moved back by the seconds an earlier, resumed process spent)."""
     ll, model, res, choices, bt, lane = out
-    valid_score, story_nats = _score_valid(model, valid, bt, lane)
+    valid_score, story_nats = score_valid(model, valid, bt, lane)
     return FitResult(
         model,
         res.monitor.as_dicts(),

@@ -23,53 +23,13 @@ import numpy as np
 import torch
 
 from hmm_lang.errors import HmmLangError
+from hmm_lang.hmm.clusters import context_features, kmeans
 from hmm_lang.hmm.model import CategoricalHMM, random_hmm
 
 log = logging.getLogger(__name__)
 
 INITS = ("split", "class-bigram", "lvd", "random")
 SPLIT_COPIES = 4  # noisy copies per cluster in the split start
-
-
-def bigram_counts(sequences: Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
-    """(V, V) counts of adjacent pairs within sequences, counted ``chunk`` sequences at a time
-    (the pair keys of the whole corpus are never held at once)."""
-    chunk = 1 << 14
-    flat = np.zeros(vocab_size * vocab_size, dtype=np.int64)
-    for a in range(0, len(sequences), chunk):
-        part = sequences[a : a + chunk]
-        prev = np.concatenate([s[:-1] for s in part]).astype(np.int64)
-        nxt = np.concatenate([s[1:] for s in part]).astype(np.int64)
-        flat += np.bincount(prev * vocab_size + nxt, minlength=vocab_size * vocab_size)
-    return flat.reshape(vocab_size, vocab_size).astype(np.float64)
-
-
-def kmeans(
-    x: torch.Tensor, k: int, weights: torch.Tensor, iters: int = 25, seed: int = 0
-) -> torch.Tensor:
-    """Weighted k-means (k-means++ seeding); returns the (n,) cluster of each row of x."""
-    g = torch.Generator().manual_seed(seed)
-    n = x.shape[0]
-    centers = torch.empty(k, x.shape[1], dtype=x.dtype)
-    centers[0] = x[torch.multinomial(weights, 1, generator=g)]
-    d2 = ((x - centers[0]) ** 2).sum(1)
-    for j in range(1, k):
-        p = weights * d2
-        idx = torch.multinomial(p if p.sum() > 0 else weights, 1, generator=g)
-        centers[j] = x[idx]
-        d2 = torch.minimum(d2, ((x - centers[j]) ** 2).sum(1))
-    assign = torch.zeros(n, dtype=torch.long)
-    for _ in range(iters):
-        dist = torch.cdist(x, centers)
-        new = dist.argmin(1)
-        if torch.equal(new, assign) and _ > 0:
-            break
-        assign = new
-        sums = torch.zeros_like(centers).index_add_(0, assign, x * weights[:, None])
-        mass = torch.zeros(k, dtype=x.dtype).index_add_(0, assign, weights)
-        keep = mass > 0
-        centers[keep] = sums[keep] / mass[keep, None]
-    return assign
 
 
 def class_bigram_init(
@@ -86,8 +46,6 @@ def class_bigram_init(
     if n_states < 1:
         raise HmmLangError(f"the number of states must be at least 1, got {n_states}")
     rng = np.random.default_rng(seed)
-    from hmm_lang.hmm.clusters import context_features
-
     feats, used, unigram, pairs = context_features(sequences, vocab_size, context)
     n_clusters = min(clusters or n_states, n_states, len(used))
     assign = kmeans(

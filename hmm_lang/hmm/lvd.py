@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hmm_lang.errors import HmmLangError
-from hmm_lang.hmm.init import kmeans
+from hmm_lang.hmm.clusters import kmeans
 from hmm_lang.hmm.model import CategoricalHMM
 
 log = logging.getLogger(__name__)
