@@ -3,19 +3,43 @@
 Used when a rung was run later in its own ladder folder (same data, split and vocab size, so the
 same validation stories and the same KN5: the paired differences stay valid). A row of the same
 vocab size and model name is replaced; ``--drop`` removes rows that the copied ones supersede
-(e.g. a partial seed set once all seeds are in one row).
+(e.g. a partial seed set once all seeds are in one row). ``--curves`` also puts the copied
+models' EM curves (``curves.csv`` beside NEW) into that curve CSV, replacing theirs.
 
     python docs/results/ladder_merge.py docs/results/ladder_1024.csv NEW/ladder.csv \
-        --families transformer [--vocab-sizes 1024] [--suffix " (seeds 1, 2)"] [--drop MODEL ...]
+        --families transformer [--vocab-sizes 1024] [--suffix " (seeds 1, 2)"] [--drop MODEL ...] \
+        [--curves docs/results/ladder_1024_2048_em_curves.csv]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 from pathlib import Path
 
+from hmm_lang.atomic import write_text
 from hmm_lang.experiments.ladder_table import markdown_table, read_ladder_csv
 from hmm_lang.stats import write_csv
+
+
+def merge_curves(path: Path, new_curves: Path, models: dict[tuple[int, str], str]) -> int:
+    """Replace in ``path`` the curves of ``models`` ((V, model in NEW) -> name in the table)
+    with NEW's; returns the number of curve rows copied."""
+    if not new_curves.exists():
+        raise SystemExit(f"error: no {new_curves} beside the new ladder; leave out --curves")
+    with open(path, newline="") as f:
+        base = list(csv.DictReader(f))
+    with open(new_curves, newline="") as f:
+        new = list(csv.DictReader(f))
+    take = [
+        r | {"model": models[(int(r["vocab_size"]), r["model"])]}
+        for r in new
+        if (int(r["vocab_size"]), r["model"]) in models
+    ]
+    names = {(int(r["vocab_size"]), r["model"]) for r in take}
+    keep = [r for r in base if (int(r["vocab_size"]), r["model"]) not in names]
+    write_csv(path, keep + take)
+    return len(take)
 
 
 def main() -> None:
@@ -27,16 +51,18 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=None, help="only these model names")
     ap.add_argument("--suffix", default="", help="appended to the copied rows' model names")
     ap.add_argument("--drop", nargs="*", default=[], help="base rows (model names) to remove")
+    ap.add_argument("--curves", type=Path, default=None, help="EM-curve CSV to update as well")
     args = ap.parse_args()
     base, new = read_ladder_csv(args.base), read_ladder_csv(args.new)
     kn5 = {r["vocab_size"]: r["bits_per_byte"] for r in base if r["model"] == "KN 5-gram"}
-    take = [
-        r | {"model": r["model"] + args.suffix}
+    picked = [
+        r
         for r in new
         if r["family"] in args.families
         and (args.vocab_sizes is None or r["vocab_size"] in args.vocab_sizes)
         and (args.models is None or r["model"] in args.models)
     ]
+    take = [r | {"model": r["model"] + args.suffix} for r in picked]
     if not take:
         raise SystemExit(f"error: no rows of {args.new} match; check --families / --models")
     for r in take:  # the same validation stories: the same KN5 to the last digit
@@ -56,8 +82,12 @@ def main() -> None:
     rows = [
         r for r in base if (r["vocab_size"], r["model"]) not in keys and r["model"] not in args.drop
     ] + take
+    if args.curves is not None:
+        renamed = {(r["vocab_size"], r["model"]): r["model"] + args.suffix for r in picked}
+        n = merge_curves(args.curves, args.new.with_name("curves.csv"), renamed)
+        print(f"{args.curves}: {n} curve rows copied")
     write_csv(args.base, rows)
-    args.base.with_suffix(".md").write_text(markdown_table(rows))
+    write_text(args.base.with_suffix(".md"), markdown_table(rows))
 
 
 if __name__ == "__main__":
