@@ -58,6 +58,7 @@ _API = {
     # experiments
     "run_ladder": "hmm_lang.experiments.ladder",
     "run_beliefs": "hmm_lang.experiments.beliefs",
+    "paired_rows": "hmm_lang.experiments.paired",
 }
 
 # ``pretokenize`` is both a submodule and a public function: importing the submodule sets the

@@ -17,10 +17,12 @@ from hmm_lang.analysis.hmm_states import (
     top_tokens,
 )
 from hmm_lang.analysis.probing import ridge_probe
+from hmm_lang.cli import main
 from hmm_lang.config import apply_overrides, load_config
 from hmm_lang.experiments.beliefs import dominant_states, run_beliefs
 from hmm_lang.experiments.ladder import LadderConfig, run_ladder
 from hmm_lang.experiments.ladder_table import read_ladder_csv
+from hmm_lang.experiments.paired import load_story_nats, paired_rows
 from hmm_lang.hmm import random_hmm
 from hmm_lang.plots.ladder import ladder_figure
 from hmm_lang.runs import check_run_split
@@ -48,7 +50,7 @@ def test_ridge_probe_known_answers():
     assert ridge_probe(x, rng.normal(size=(2000, 3)), groups).r2 < 0.05
 
 
-def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run):
+def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run, capsys):
     cfg = LadderConfig(
         vocab_sizes=(1024,),
         ngram_orders=(1, 2, 3),
@@ -73,7 +75,33 @@ def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run):
         "ladder.md",
         "ladder.html",
         "config.yaml",
+        "story_nats_1024.npz",
     }
+    # any two models compared on the same stories: each side's number and interval are the
+    # table's (same resamples), and the difference is exactly theirs
+    nats, story_bytes = load_story_nats(run_dir / "story_nats_1024.npz")
+    assert set(nats) == {r["model"] for r in rows}
+    tr = next(r for r in rows if r["family"] == "transformer")
+    (p,) = paired_rows(nats, story_bytes, [(tr["model"], hmm["model"])], n_boot=200)
+    assert (p["a_bits_per_byte"], p["a_lo"], p["a_hi"]) == pytest.approx(
+        (tr["bits_per_byte"], tr["bpb_lo"], tr["bpb_hi"]), rel=1e-12
+    )
+    assert p["b_bits_per_byte"] == pytest.approx(hmm["bits_per_byte"], rel=1e-12)
+    assert p["diff"] == pytest.approx(tr["bits_per_byte"] - hmm["bits_per_byte"], rel=1e-9)
+    assert p["diff_lo"] <= p["diff"] <= p["diff_hi"] and 0 <= p["a_wins"] <= 1
+    assert main(
+        ["experiment", "paired", "--ladder", str(run_dir), "--vocab-size", "1024",
+         "--pair", tr["model"], hmm["model"], "--n-boot", "200"]
+    ) == 0  # fmt: skip
+    assert (
+        f"| {tr['model']} | {hmm['model']} | {p['a_bits_per_byte']:.4f}" in capsys.readouterr().out
+    )
+    assert main(
+        ["experiment", "paired", "--ladder", str(run_dir), "--vocab-size", "1024",
+         "--pair", "KN 9-gram", hmm["model"]]
+    ) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no per-story nats for ['KN 9-gram']") and "\n" not in err
     back = read_ladder_csv(run_dir / "ladder.csv")  # what a figure of several ladders reads
     assert [{k: v for k, v in r.items() if v is not None} for r in back] == [
         {k: v for k, v in r.items() if v is not None} for r in rows

@@ -1,4 +1,4 @@
-"""``hmm-lang experiment ladder|starts|beliefs|sample``: the study's experiments from the shell."""
+"""``hmm-lang experiment ladder|paired|starts|beliefs|sample``: the study's experiments from the shell."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ def cmd_ladder(args) -> None:
     )
     print(markdown_table(rows))
     print(f"run folder: {run_dir}")
+
+
+def cmd_paired(args) -> None:
+    from pathlib import Path
+
+    from hmm_lang.errors import HmmLangError
+    from hmm_lang.experiments.paired import load_story_nats, paired_markdown, paired_rows
+
+    if args.n_boot < 10:
+        raise HmmLangError(f"--n-boot must be at least 10, got {args.n_boot}")
+    path = Path(args.ladder) / f"story_nats_{args.vocab_size}.npz"
+    nats, story_bytes = load_story_nats(path)
+    rows = paired_rows(nats, story_bytes, [tuple(p) for p in args.pair], n_boot=args.n_boot)
+    print(paired_markdown(rows, f"V={args.vocab_size}, {len(story_bytes)} validation stories"))
 
 
 def cmd_beliefs(args) -> None:
@@ -110,7 +124,7 @@ def register(sub) -> None:
     from hmm_lang.cli.data_args import add_data_args
 
     p = sub.add_parser(
-        "experiment", help="the study's experiments: ladder, starts, beliefs, sample"
+        "experiment", help="the study's experiments: ladder, paired, starts, beliefs, sample"
     )
     exp = p.add_subparsers(dest="experiment", required=True)
     q = exp.add_parser("ladder", help="bits per byte of every model family, per tokenizer")
@@ -161,6 +175,19 @@ def register(sub) -> None:
         "and a fit cut off mid-EM goes on from its saved EM state",
     )
     q.set_defaults(func=cmd_ladder)
+    q = exp.add_parser("paired", help="paired differences between two models of a ladder")
+    q.add_argument("--ladder", required=True, help="a ladder folder (with story_nats_<V>.npz)")
+    q.add_argument("--vocab-size", type=int, required=True)
+    q.add_argument(
+        "--pair",
+        nargs=2,
+        action="append",
+        required=True,
+        metavar=("A", "B"),
+        help="two model names as in ladder.csv (A minus B); repeat for more pairs",
+    )
+    q.add_argument("--n-boot", type=int, default=1000, help="story-bootstrap resamples")
+    q.set_defaults(func=cmd_paired)
     q = exp.add_parser("starts", help="EM curves of each HMM start on the dev split")
     add_data_args(q)
     q.add_argument("--tokenizer", required=True, help="HF_custom_tokenizer_{V} folder")

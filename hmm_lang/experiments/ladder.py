@@ -31,7 +31,8 @@ from hmm_lang.config import check_device
 from hmm_lang.corpus import Corpus
 from hmm_lang.errors import HmmLangError
 from hmm_lang.experiments.fit_cache import FitCache, FitRecord
-from hmm_lang.experiments.ladder_table import Entry, markdown_table, summarise
+from hmm_lang.experiments.ladder_table import Entry, markdown_table, story_bytes, summarise
+from hmm_lang.experiments.paired import save_story_nats
 from hmm_lang.hmm.fit import HMMFitConfig
 from hmm_lang.ngram import KneserNeyModel, UnigramModel
 from hmm_lang.pretokenize import TokenStream, pretokenize
@@ -272,13 +273,16 @@ def ladder_rows(
     curves: list | None = None,
     on_entry: Callable[[list[dict]], None] | None = None,
     fits_dir: str | Path | None = None,
+    nats_dir: str | Path | None = None,
 ) -> list[dict]:
     """Fit and score every model of the ladder; one row per model (see :func:`summarise`).
     EM curves of every HMM fit are appended to ``curves`` if given. ``on_entry`` gets the rows
     so far after each model (n-grams first, so the KN5 differences are there from the first
     HMM on); the bootstrap draws depend only on the seed, so those rows are final. HMM fits
     are saved in ``fits_dir`` as they end and read back from it when the same fit is asked
-    again (:mod:`hmm_lang.experiments.fit_cache`): a stopped ladder resumes."""
+    again (:mod:`hmm_lang.experiments.fit_cache`): a stopped ladder resumes. With ``nats_dir``,
+    each model's per-story validation nats go to ``story_nats_{V}.npz`` there, after every
+    model, for paired differences between any two (:mod:`hmm_lang.experiments.paired`)."""
     cache = FitCache(fits_dir)
     rows: list[dict] = []
     transformers = transformer_entries(corpus, cfg.transformer_runs) if cfg.transformer_runs else []
@@ -300,12 +304,27 @@ def ladder_rows(
             (t for t in transformers if t.vocab_size == v),
         ):
             entries.append(e)
+            if nats_dir is not None:
+                path = Path(nats_dir) / f"story_nats_{v}.npz"
+                save_story_nats(path, _nats_by_name(entries), story_bytes(valid))
             if curves is not None:
                 curves += e.curves
             if on_entry is not None:
                 on_entry(rows + summarise(entries, valid, cfg.n_boot))
         rows += summarise(entries, valid, cfg.n_boot)
     return rows
+
+
+def _nats_by_name(entries: list[Entry]) -> dict:
+    """{row name: (S,) nats}; a name that repeats (two runs of one transformer recipe) gets its
+    run folder's name added, so that no model's nats overwrite another's."""
+    out = {}
+    for e in entries:
+        name = e.model
+        if name in out:
+            name = f"{name} ({Path(e.extra.get('run', str(len(out)))).name})"
+        out[name] = e.nats
+    return out
 
 
 def check_resume(folder: str | Path) -> Path:
@@ -357,7 +376,13 @@ def run_ladder(
         write_text(run_dir / "ladder.md", markdown_table(rows))
 
     rows = ladder_rows(
-        corpus, tokenizers_dir, cfg, curves, on_entry=write_tables, fits_dir=run_dir / "fits"
+        corpus,
+        tokenizers_dir,
+        cfg,
+        curves,
+        on_entry=write_tables,
+        fits_dir=run_dir / "fits",
+        nats_dir=run_dir,
     )
     write_tables(rows)
     save_figure(ladder_figure(rows), run_dir, "ladder", png=False)

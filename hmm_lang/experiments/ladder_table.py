@@ -35,14 +35,19 @@ class Entry:
         return np.mean(self.story_nats, axis=0)
 
 
+def story_bytes(valid: TokenStream) -> np.ndarray:
+    """(S,) bytes of each validation story, + 1 for its </s> (which every model predicts)."""
+    return valid.story_bytes.astype(np.float64) + 1
+
+
 def summarise(entries: list[Entry], valid: TokenStream, n_boot: int, seed: int = 0) -> list[dict]:
     """Rows with story-bootstrap intervals and paired differences to the KN 5-gram."""
-    story_bytes = valid.story_bytes.astype(np.float64) + 1  # + the </s> byte
+    sbytes = story_bytes(valid)
     w = resamples(valid.n_stories, n_boot, seed)
     ref = next((e for e in entries if e.model == REFERENCE), None)
     rows = []
     for e in entries:
-        bpb = bootstrap(e.nats, story_bytes, w)
+        bpb = bootstrap(e.nats, sbytes, w)
         row = {
             "vocab_size": e.vocab_size,
             "family": e.family,
@@ -54,7 +59,7 @@ def summarise(entries: list[Entry], valid: TokenStream, n_boot: int, seed: int =
             "bpb_hi": bpb.hi,
             "n_seeds": len(e.story_nats),
             "seed_sd": float(
-                np.std([s.sum() for s in e.story_nats], ddof=1) / story_bytes.sum() / np.log(2)
+                np.std([s.sum() for s in e.story_nats], ddof=1) / sbytes.sum() / np.log(2)
             )
             if len(e.story_nats) > 1
             else None,
@@ -62,7 +67,7 @@ def summarise(entries: list[Entry], valid: TokenStream, n_boot: int, seed: int =
             "seconds": round(e.seconds, 2),
         }
         if ref is not None:
-            d = paired_difference(e.nats, ref.nats, story_bytes, w)
+            d = paired_difference(e.nats, ref.nats, sbytes, w)
             row |= {"diff_kn5": d.value, "diff_lo": d.lo, "diff_hi": d.hi}
         row |= {k: v for k, v in e.extra.items()}
         rows.append(row)
