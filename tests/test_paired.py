@@ -7,6 +7,7 @@ import pytest
 
 from hmm_lang.errors import HmmLangError
 from hmm_lang.experiments.paired import (
+    best_hmm_pairs,
     load_story_nats,
     paired_markdown,
     paired_rows,
@@ -65,3 +66,17 @@ def test_story_nats_round_trip_and_errors(tmp_path):
         paired_rows(back, sb, [("KN 2-gram", "HMM K=16")])
     with pytest.raises(HmmLangError, match="story_nats_<V>.npz"):
         load_story_nats(tmp_path / "missing.npz")
+
+
+def test_best_hmm_pairs_takes_the_best_hmm_of_that_vocab_size():
+    rows = [
+        {"vocab_size": 1024, "family": "n-gram", "model": "KN 3-gram", "bits_per_byte": 1.2},
+        {"vocab_size": 1024, "family": "dense HMM", "model": "HMM K=64", "bits_per_byte": 1.9},
+        {"vocab_size": 1024, "family": "cloned HMM", "model": "cloned 4095", "bits_per_byte": 1.3},
+        {"vocab_size": 1024, "family": "transformer", "model": "tf", "bits_per_byte": 1.0},
+        {"vocab_size": 2048, "family": "blocked HMM", "model": "blocked", "bits_per_byte": 1.1},
+        {"vocab_size": 1024, "family": "unigram", "model": "unigram", "bits_per_byte": 2.6},
+    ]
+    assert best_hmm_pairs(rows, 1024) == [("cloned 4095", "KN 3-gram"), ("cloned 4095", "tf")]
+    with pytest.raises(HmmLangError, match="no HMM row at V=4096"):
+        best_hmm_pairs(rows, 4096)

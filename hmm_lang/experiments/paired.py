@@ -91,3 +91,15 @@ def paired_markdown(rows: Sequence[dict], title: str | None = None) -> str:
             f" | {r['diff']:+.4f} [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}] | {r['a_wins']:.0%} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def best_hmm_pairs(rows: Sequence[dict], vocab_size: int) -> list[tuple[str, str]]:
+    """(best HMM, other) for every n-gram and transformer row of one vocab size of a ladder's
+    ``rows``: where the best HMM stands against each baseline, as paired differences."""
+    at_v = [r for r in rows if r["vocab_size"] == vocab_size]
+    hmms = [r for r in at_v if r["family"].endswith("HMM")]
+    if not hmms:
+        raise HmmLangError(f"the ladder has no HMM row at V={vocab_size}")
+    best = min(hmms, key=lambda r: r["bits_per_byte"])["model"]
+    others = [r["model"] for r in at_v if r["family"] in ("n-gram", "transformer")]
+    return [(best, m) for m in others]
