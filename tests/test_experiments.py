@@ -86,22 +86,30 @@ def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run, capsys):
     assert (p["a_bits_per_byte"], p["a_lo"], p["a_hi"]) == pytest.approx(
         (tr["bits_per_byte"], tr["bpb_lo"], tr["bpb_hi"]), rel=1e-12
     )
-    assert p["b_bits_per_byte"] == pytest.approx(hmm["bits_per_byte"], rel=1e-12)
+    assert (p["b_bits_per_byte"], p["b_lo"], p["b_hi"]) == pytest.approx(
+        (hmm["bits_per_byte"], hmm["bpb_lo"], hmm["bpb_hi"]), rel=1e-12
+    )
     assert p["diff"] == pytest.approx(tr["bits_per_byte"] - hmm["bits_per_byte"], rel=1e-9)
     assert p["diff_lo"] <= p["diff"] <= p["diff_hi"] and 0 <= p["a_wins"] <= 1
     assert main(
         ["experiment", "paired", "--ladder", str(run_dir), "--vocab-size", "1024",
-         "--pair", tr["model"], hmm["model"], "--n-boot", "200"]
+         "--pair", tr["model"], hmm["model"]]
     ) == 0  # fmt: skip
-    assert (
-        f"| {tr['model']} | {hmm['model']} | {p['a_bits_per_byte']:.4f}" in capsys.readouterr().out
-    )
+    # without --n-boot: the ladder's own resamples (200, its config.yaml), so the table's interval
+    want = f"| {tr['model']} | {hmm['model']} | {tr['bits_per_byte']:.4f} [{tr['bpb_lo']:.4f}, "
+    assert want + f"{tr['bpb_hi']:.4f}]" in capsys.readouterr().out
     assert main(
         ["experiment", "paired", "--ladder", str(run_dir), "--vocab-size", "1024",
          "--pair", "KN 9-gram", hmm["model"]]
     ) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no per-story nats for ['KN 9-gram']") and "\n" not in err
+    assert main(
+        ["experiment", "paired", "--ladder", str(run_dir), "--vocab-size", "4096",
+         "--pair", tr["model"], hmm["model"]]
+    ) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "no story_nats_4096.npz" in err and "story_nats_1024.npz" in err and "\n" not in err
     back = read_ladder_csv(run_dir / "ladder.csv")  # what a figure of several ladders reads
     assert [{k: v for k, v in r.items() if v is not None} for r in back] == [
         {k: v for k, v in r.items() if v is not None} for r in rows
@@ -110,6 +118,24 @@ def test_ladder_smoke(tmp_path, corpus, tokenizers_dir, tiny_run, capsys):
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.title.text == "bits per byte"
     assert len(fig.data) == 5  # one trace per family at one vocab size
     assert fig.data[0].error_y.array is not None
+
+
+def test_two_runs_of_one_recipe_get_two_names(tmp_path, corpus, tokenizers_dir, tiny_run):
+    # the table, the per-story nats and a paired difference must name each run alike
+    cfg = LadderConfig(
+        vocab_sizes=(1024,),
+        ngram_orders=(1, 2),
+        hmm_states=(),
+        cloned_clones=(),
+        n_boot=50,
+        transformer_runs=[str(tiny_run), str(tiny_run)],
+    )
+    run_dir, rows = run_ladder(corpus, tokenizers_dir, cfg, tmp_path)
+    names = [r["model"] for r in rows if r["family"] == "transformer"]
+    assert len(names) == 2 and names[1] == f"{names[0]} ({tiny_run.name})"
+    nats, _ = load_story_nats(run_dir / "story_nats_1024.npz")
+    assert set(nats) == {r["model"] for r in rows}
+    assert np.array_equal(nats[names[0]], nats[names[1]])  # the same run, scored twice
 
 
 def test_ladder_refuses_a_run_of_another_split(tmp_path, tiny_run):

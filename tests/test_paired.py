@@ -64,8 +64,13 @@ def test_story_nats_round_trip_and_errors(tmp_path):
         save_story_nats(path, {"HMM K=16": np.ones(3)}, story_bytes)
     with pytest.raises(HmmLangError, match="no per-story nats for \\['KN 2-gram'\\]"):
         paired_rows(back, sb, [("KN 2-gram", "HMM K=16")])
-    with pytest.raises(HmmLangError, match="story_nats_<V>.npz"):
+    with pytest.raises(HmmLangError, match="no missing.npz in .*it has: story_nats_1024.npz"):
         load_story_nats(tmp_path / "missing.npz")
+    with pytest.raises(HmmLangError, match="no such folder"):
+        load_story_nats(tmp_path / "nope" / "story_nats_1024.npz")
+    (tmp_path / "story_nats_2048.npz").write_bytes(b"not a zip")
+    with pytest.raises(HmmLangError, match="not a per-story nats file"):
+        load_story_nats(tmp_path / "story_nats_2048.npz")
 
 
 def test_best_hmm_pairs_takes_the_best_hmm_of_that_vocab_size():

@@ -59,9 +59,9 @@ def main() -> None:
     train, valid = pretokenize(corpus.train, tok_dir), pretokenize(corpus.valid, tok_dir)
     bos = load_tokenizer(tok_dir).convert_tokens_to_ids(BOS)
     nats = {e.model: e.nats for e in ngram_entries(train, valid, args.orders, bos, args.vocab_size)}
-    for e in transformer_entries(corpus, args.runs):
-        rows = {r.get("run"): r["model"] for r in read_ladder_csv(args.check)}
-        nats[rows.get(e.extra["run"], e.model)] = e.nats  # the row's name (e.g. "(2,800 steps)")
+    row_of_run = {r.get("run"): r["model"] for r in read_ladder_csv(args.check)}
+    for e in transformer_entries(corpus, args.runs):  # the row's name (e.g. "(2,800 steps)")
+        nats[row_of_run.get(e.extra["run"], e.model)] = e.nats
     for spec in args.fit:
         name, paths = spec.rsplit("=", 1)
         recs = [FitRecord.load(p) for p in paths.split(",")]

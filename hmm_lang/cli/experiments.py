@@ -44,14 +44,22 @@ def cmd_ladder(args) -> None:
 def cmd_paired(args) -> None:
     from pathlib import Path
 
+    import yaml
+
     from hmm_lang.errors import HmmLangError
     from hmm_lang.experiments.paired import load_story_nats, paired_markdown, paired_rows
 
-    if args.n_boot < 10:
-        raise HmmLangError(f"--n-boot must be at least 10, got {args.n_boot}")
-    path = Path(args.ladder) / f"story_nats_{args.vocab_size}.npz"
-    nats, story_bytes = load_story_nats(path)
-    rows = paired_rows(nats, story_bytes, [tuple(p) for p in args.pair], n_boot=args.n_boot)
+    folder = Path(args.ladder)
+    n_boot = args.n_boot
+    if n_boot is None:  # the ladder's own, so that each side's interval is its table's
+        cfg = folder / "config.yaml"
+        saved = (yaml.safe_load(cfg.read_text()) or {}) if cfg.is_file() else {}
+        n_boot = (saved.get("ladder") or {}).get("n_boot")
+        n_boot = n_boot or 1000
+    if n_boot < 10:
+        raise HmmLangError(f"--n-boot must be at least 10, got {n_boot}")
+    nats, story_bytes = load_story_nats(folder / f"story_nats_{args.vocab_size}.npz")
+    rows = paired_rows(nats, story_bytes, [tuple(p) for p in args.pair], n_boot=n_boot)
     print(paired_markdown(rows, f"V={args.vocab_size}, {len(story_bytes)} validation stories"))
 
 
@@ -186,7 +194,9 @@ def register(sub) -> None:
         metavar=("A", "B"),
         help="two model names as in ladder.csv (A minus B); repeat for more pairs",
     )
-    q.add_argument("--n-boot", type=int, default=1000, help="story-bootstrap resamples")
+    q.add_argument(
+        "--n-boot", type=int, default=None, help="story-bootstrap resamples (the ladder's; 1000)"
+    )
     q.set_defaults(func=cmd_paired)
     q = exp.add_parser("starts", help="EM curves of each HMM start on the dev split")
     add_data_args(q)

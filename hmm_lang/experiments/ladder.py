@@ -303,10 +303,11 @@ def ladder_rows(
             hmm_entries(train, valid, cfg, v, cache),
             (t for t in transformers if t.vocab_size == v),
         ):
-            entries.append(e)
+            entries.append(_unique_name(e, entries))
             if nats_dir is not None:
                 path = Path(nats_dir) / f"story_nats_{v}.npz"
-                save_story_nats(path, _nats_by_name(entries), story_bytes(valid))
+                nats = {x.model: x.nats for x in entries}
+                save_story_nats(path, nats, story_bytes(valid))
             if curves is not None:
                 curves += e.curves
             if on_entry is not None:
@@ -315,16 +316,17 @@ def ladder_rows(
     return rows
 
 
-def _nats_by_name(entries: list[Entry]) -> dict:
-    """{row name: (S,) nats}; a name that repeats (two runs of one transformer recipe) gets its
-    run folder's name added, so that no model's nats overwrite another's."""
-    out = {}
-    for e in entries:
-        name = e.model
-        if name in out:
-            name = f"{name} ({Path(e.extra.get('run', str(len(out)))).name})"
-        out[name] = e.nats
-    return out
+def _unique_name(e: Entry, entries: list[Entry]) -> Entry:
+    """``e``, renamed if its name is taken at this vocab size (two runs of one transformer
+    recipe): the run folder's name is added, then a count, so that the table, the per-story
+    nats and a paired difference name each model alike."""
+    taken = {x.model for x in entries}
+    if e.model not in taken:
+        return e
+    name, n = f"{e.model} ({Path(str(e.extra.get('run', ''))).name or 'run'})", 2
+    while name in taken:
+        name, n = f"{e.model} ({Path(str(e.extra.get('run', ''))).name or 'run'} #{n})", n + 1
+    return replace(e, model=name)
 
 
 def check_resume(folder: str | Path) -> Path:

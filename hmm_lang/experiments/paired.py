@@ -9,6 +9,7 @@ several, and the stories' bytes), from which :func:`paired_rows` takes any pairs
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -37,13 +38,21 @@ def save_story_nats(path: str | Path, nats: Mapping[str, np.ndarray], story_byte
 def load_story_nats(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``({model: (S,) nats}, (S,) story bytes)`` from a file :func:`save_story_nats` wrote."""
     path = Path(path)
+    if not path.parent.is_dir():
+        raise HmmLangError(f"{path.parent}: no such folder; give a ladder folder (--ladder)")
     if not path.is_file():
+        have = sorted(p.name for p in path.parent.glob("story_nats_*.npz"))
         raise HmmLangError(
-            f"{path}: no per-story nats there; a ladder writes story_nats_<V>.npz in its folder"
+            f"no {path.name} in {path.parent} (it has: {', '.join(have) or 'none'}); a ladder "
+            "writes one per vocab size; for an older ladder, rerun it with --resume (its saved "
+            "fits are reused) or rebuild the file with docs/results/story_nats.py"
         )
-    with np.load(path, allow_pickle=False) as z:
-        nats = {k: z[k].copy() for k in z.files if k != BYTES}
-        return nats, z[BYTES].copy()
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            nats = {k: z[k].copy() for k in z.files if k != BYTES}
+            return nats, z[BYTES].copy()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise HmmLangError(f"{path}: not a per-story nats file ({e}); rewrite it") from e
 
 
 def paired_rows(
