@@ -4,7 +4,10 @@ Used when a rung was run later in its own ladder folder (same data, split and vo
 same validation stories and the same KN5: the paired differences stay valid). A row of the same
 vocab size and model name is replaced; ``--drop`` removes rows that the copied ones supersede
 (e.g. a partial seed set once all seeds are in one row). ``--curves`` also puts the copied
-models' EM curves (``curves.csv`` beside NEW) into that curve CSV, replacing theirs.
+models' EM curves (``curves.csv`` beside NEW) into that curve CSV, replacing theirs. Where BASE's
+folder holds per-story nats (``story_nats_{V}.npz``, for ``hmm-lang experiment paired``), the
+copied models' nats from NEW's folder go there too (a NEW ladder older than those files has
+none: it says so, and ``story_nats.py`` rebuilds them).
 
     python docs/results/ladder_merge.py docs/results/ladder_1024.csv NEW/ladder.csv \
         --families transformer [--vocab-sizes 1024] [--suffix " (seeds 1, 2)"] [--drop MODEL ...] \
@@ -17,8 +20,11 @@ import argparse
 import csv
 from pathlib import Path
 
+import numpy as np
+
 from hmm_lang.atomic import write_text
 from hmm_lang.experiments.ladder_table import markdown_table, read_ladder_csv
+from hmm_lang.experiments.paired import load_story_nats, save_story_nats
 from hmm_lang.stats import write_csv
 
 
@@ -40,6 +46,27 @@ def merge_curves(path: Path, new_curves: Path, models: dict[tuple[int, str], str
     keep = [r for r in base if (int(r["vocab_size"]), r["model"]) not in names]
     write_csv(path, keep + take)
     return len(take)
+
+
+def merge_nats(base_dir: Path, new_dir: Path, renamed: dict, drop: list[str]) -> None:
+    """Copy the per-story nats of ``renamed`` ((V, model in NEW) -> name in the table) from
+    NEW's folder into BASE's ``story_nats_{V}.npz``; ``drop``ped models leave it."""
+    for v in sorted({v for v, _ in renamed}):
+        base_path, new_path = base_dir / f"story_nats_{v}.npz", new_dir / f"story_nats_{v}.npz"
+        if not base_path.exists():
+            continue
+        nats, sb = load_story_nats(base_path)
+        if not new_path.exists():
+            print(f"{base_path}: not updated ({new_path} missing; rebuild with story_nats.py)")
+            continue
+        new_nats, new_sb = load_story_nats(new_path)
+        if not np.array_equal(sb, new_sb):
+            raise SystemExit(f"error: {new_path} scores other stories than {base_path}")
+        for (vv, model), name in renamed.items():
+            if vv == v and model in new_nats:
+                nats[name] = new_nats[model]
+        save_story_nats(base_path, {k: x for k, x in nats.items() if k not in drop}, sb)
+        print(f"{base_path}: per-story nats updated")
 
 
 def main() -> None:
@@ -88,6 +115,8 @@ def main() -> None:
         print(f"{args.curves}: {n} curve rows copied")
     write_csv(args.base, rows)
     write_text(args.base.with_suffix(".md"), markdown_table(rows))
+    renamed = {(r["vocab_size"], r["model"]): r["model"] + args.suffix for r in picked}
+    merge_nats(args.base.parent, args.new.parent, renamed, args.drop)
 
 
 if __name__ == "__main__":
