@@ -323,9 +323,10 @@ def _unique_name(e: Entry, entries: list[Entry]) -> Entry:
     taken = {x.model for x in entries}
     if e.model not in taken:
         return e
-    name, n = f"{e.model} ({Path(str(e.extra.get('run', ''))).name or 'run'})", 2
+    base = f"{e.model} ({Path(str(e.extra.get('run', ''))).name or 'run'}"
+    name, n = base + ")", 2
     while name in taken:
-        name, n = f"{e.model} ({Path(str(e.extra.get('run', ''))).name or 'run'} #{n})", n + 1
+        name, n = f"{base} #{n})", n + 1
     return replace(e, model=name)
 
 
