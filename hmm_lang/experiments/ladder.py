@@ -296,6 +296,7 @@ def ladder_rows(
         tok_dir = hf_dir(tokenizers_dir, v)
         train, valid = pretokenize(corpus.train, tok_dir), pretokenize(corpus.valid, tok_dir)
         bos = load_tokenizer(tok_dir).convert_tokens_to_ids(BOS)
+        sbytes = story_bytes(valid)  # (S,), the same for every model of this vocab size
         entries: list[Entry] = []
         # lazy: each model is fitted when the loop reaches it
         for e in itertools.chain(
@@ -307,7 +308,7 @@ def ladder_rows(
             if nats_dir is not None:
                 path = Path(nats_dir) / f"story_nats_{v}.npz"
                 nats = {x.model: x.nats for x in entries}
-                save_story_nats(path, nats, story_bytes(valid))
+                save_story_nats(path, nats, sbytes)
             if curves is not None:
                 curves += e.curves
             if on_entry is not None:
